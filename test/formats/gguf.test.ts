@@ -1,0 +1,148 @@
+import { strict as assert } from 'node:assert';
+import { readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { gguf as parseIndependently } from '@huggingface/gguf';
+import { FormatError } from '../../src/errors.js';
+import { GgufFile, GgufWriter, GgmlType, GgufValueType, encodeGgufHeader, gguf } from '../../src/formats/gguf.js';
+import { makeTempDir } from '../support/fixtures.js';
+
+/** formats.md §2.6: the worked byte example, written out by hand. */
+function workedExampleHeader(): Uint8Array {
+  const hex = [
+    '47 47 55 46', '03 00 00 00', '01 00 00 00 00 00 00 00', '01 00 00 00 00 00 00 00',
+    '14 00 00 00 00 00 00 00', Buffer.from('general.architecture').toString('hex'), '08 00 00 00', '05 00 00 00 00 00 00 00', Buffer.from('llama').toString('hex'),
+    '01 00 00 00 00 00 00 00', Buffer.from('t').toString('hex'), '01 00 00 00', '04 00 00 00 00 00 00 00', '00 00 00 00', '00 00 00 00 00 00 00 00',
+  ].join('').replace(/\s+/g, '');
+  return Uint8Array.from(Buffer.from(hex, 'hex'));
+}
+
+describe('formats/gguf', () => {
+  let tmp: ReturnType<typeof makeTempDir>;
+  beforeEach(() => { tmp = makeTempDir(); });
+  afterEach(() => tmp.cleanup());
+
+  it('writes the formats.md §2.6 worked example byte for byte (102-byte header, data at 128, 160 bytes)', () => {
+    const file = path.join(tmp.dir, 'ex.gguf');
+    const w = GgufWriter.create(file, [['general.architecture', gguf.str('llama')]], [{ name: 't', dims: [4], type: GgmlType.F32 }]);
+    w.writeTensor('t', new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer));
+    w.finish();
+    const bytes = readFileSync(file);
+    const expectedHeader = workedExampleHeader();
+    assert.equal(expectedHeader.length, 102);
+    assert.equal(bytes.length, 160);
+    assert.deepEqual([...bytes.subarray(0, 102)], [...expectedHeader]);
+    assert.ok(bytes.subarray(102, 128).every((b) => b === 0));
+    assert.deepEqual([...new Float32Array(bytes.buffer.slice(bytes.byteOffset + 128, bytes.byteOffset + 144))], [1, 2, 3, 4]);
+    assert.ok(bytes.subarray(144, 160).every((b) => b === 0));
+    assert.deepEqual(readdirSync(tmp.dir), ['ex.gguf'], 'no temp file left behind');
+  });
+
+  it('round-trips every KV type through its own reader and through @huggingface/gguf', async () => {
+    const file = path.join(tmp.dir, 'kv.gguf');
+    const kv: [string, ReturnType<typeof gguf.u32>][] = [
+      ['general.architecture', gguf.str('llama')],
+      ['a.u8', { type: GgufValueType.UINT8, value: 200 }],
+      ['a.i8', { type: GgufValueType.INT8, value: -5 }],
+      ['a.u16', { type: GgufValueType.UINT16, value: 65000 }],
+      ['a.i16', { type: GgufValueType.INT16, value: -30000 }],
+      ['a.u32', gguf.u32(4000000000)],
+      ['a.i32', gguf.i32(-2000000000)],
+      ['a.f32', gguf.f32(1e-5)],
+      ['a.bool', gguf.bool(true)],
+      ['a.u64', { type: GgufValueType.UINT64, value: 2n ** 40n }],
+      ['a.i64', { type: GgufValueType.INT64, value: -(2n ** 40n) }],
+      ['a.f64', { type: GgufValueType.FLOAT64, value: Math.PI }],
+      ['a.strs', gguf.array(GgufValueType.STRING, ['▁the', '<0x0A>', ''])],
+      ['a.f32s', gguf.array(GgufValueType.FLOAT32, [0, -1000, 1.5])],
+      ['a.i32s', gguf.array(GgufValueType.INT32, [1, 3, 6])],
+    ];
+    const w = GgufWriter.create(file, kv, [{ name: 'x', dims: [256, 2], type: GgmlType.TQ2_0 }, { name: 'y', dims: [3], type: GgmlType.F32 }]);
+    w.writeTensor('x', new Uint8Array(132).fill(0x55));
+    w.writeTensor('y', new Uint8Array(12));
+    w.finish();
+
+    const mine = GgufFile.open(file);
+    for (const [key, value] of kv) {
+      const got = mine.kv.get(key)!;
+      assert.equal(got.type, value.type, key);
+      if (key === 'a.f32') assert.equal(got.value, Math.fround(1e-5));
+      else if (key === 'a.f32s') assert.deepEqual(got.value, [0, -1000, 1.5]);
+      else assert.deepEqual(got.value, value.value, key);
+    }
+    assert.deepEqual(mine.tensors.map((t) => [t.name, t.dims, t.type, t.offset, t.byteLength]), [['x', [256, 2], GgmlType.TQ2_0, 0, 132], ['y', [3], GgmlType.F32, 160, 12]]);
+    assert.deepEqual([...mine.readBytes('x').subarray(0, 4)], [0x55, 0x55, 0x55, 0x55]);
+    mine.close();
+
+    const other = await parseIndependently(file, { allowLocalFile: true, typedMetadata: true });
+    const typed = other.typedMetadata as Record<string, { value: unknown; type: number; subType?: number }>;
+    for (const [key, value] of kv) {
+      assert.equal(typed[key]!.type, value.type, key);
+      if (value.type === GgufValueType.ARRAY) assert.equal(typed[key]!.subType, value.elemType, key);
+    }
+    assert.equal(typed['a.u64']!.value, 2n ** 40n);
+    assert.deepEqual(typed['a.strs']!.value, ['▁the', '<0x0A>', '']);
+    assert.deepEqual(other.tensorInfos.map((t) => [t.name, t.shape.map(Number), t.dtype, Number(t.offset)]), [['x', [256, 2], 35, 0], ['y', [3], 0, 160]]);
+  });
+
+  describe('rejects malformed files with a FormatError naming the file and the problem', () => {
+    function valid(): Uint8Array {
+      const { header } = encodeGgufHeader([['general.architecture', gguf.str('llama')]], [{ name: 't', dims: [4], type: GgmlType.F32 }]);
+      const out = new Uint8Array(header.length + 32);
+      out.set(header);
+      return out;
+    }
+    function expectError(bytes: Uint8Array, pattern: RegExp): void {
+      const file = path.join(tmp.dir, 'bad.gguf');
+      writeFileSync(file, bytes);
+      assert.throws(() => GgufFile.open(file), (err: unknown) => {
+        assert.ok(err instanceof FormatError, String(err));
+        assert.ok(err.message.startsWith(file), err.message);
+        assert.match(err.message, pattern);
+        return true;
+      });
+    }
+    const set64 = (b: Uint8Array, at: number, v: bigint): Uint8Array => { new DataView(b.buffer).setBigUint64(at, v, true); return b; };
+    const set32 = (b: Uint8Array, at: number, v: number): Uint8Array => { new DataView(b.buffer).setUint32(at, v, true); return b; };
+
+    it('accepts the untouched file', () => {
+      const file = path.join(tmp.dir, 'ok.gguf');
+      writeFileSync(file, valid());
+      GgufFile.open(file).close();
+    });
+    it('bad magic', () => expectError(Object.assign(valid(), { 0: 0x47, 1: 0x47, 2: 0x4d, 3: 0x4c }), /not a GGUF file/));
+    it('too short for a magic', () => expectError(new Uint8Array(2), /not a GGUF file/));
+    it('unknown version', () => expectError(set32(valid(), 4, 4), /unsupported GGUF version 4/));
+    it('version 1', () => expectError(set32(valid(), 4, 1), /unsupported GGUF version 1/));
+    it('big-endian version', () => expectError(set32(valid(), 4, 0x03000000), /byte-swapped/));
+    it('tensor count beyond the file', () => expectError(set64(valid(), 8, 2n ** 62n), /tensor count .* larger than the rest of the file/));
+    it('KV count beyond the file', () => expectError(set64(valid(), 16, 1000000n), /KV count .* larger than the rest of the file/));
+    it('key length beyond the file', () => expectError(set64(valid(), 24, 2n ** 63n), /key of KV 0 length .* larger than the rest of the file/));
+    it('string value length beyond the file', () => expectError(set64(valid(), 24 + 8 + 20 + 4, 1n << 40n), /general\.architecture length .* larger than the rest of the file/));
+    it('truncated inside the tensor infos', () => expectError(valid().subarray(0, 90), /truncated/));
+    it('unknown value type', () => expectError(set32(valid(), 24 + 8 + 20, 13), /unknown value type 13/));
+    it('unknown tensor type', () => expectError(set32(valid(), 102 - 12, 31), /unknown ggml type 31/));
+    it('misaligned offset', () => expectError(set64(valid(), 102 - 8, 4n), /offset 4 is not a multiple of the alignment 32/));
+    it('data beyond the file', () => expectError(valid().subarray(0, 130), /beyond the end of the file/));
+    it('bad alignment type', () => {
+      // written as UINT32 32, then the type id patched to UINT64 (the next 4 bytes are zero padding)
+      const { header } = encodeGgufHeader([['general.alignment', gguf.u32(32)]], []);
+      expectError(set32(header, 24 + 8 + 17, GgufValueType.UINT64), /general\.alignment must be UINT32/);
+    });
+    it('huge array count', () => {
+      const { header } = encodeGgufHeader([['tokenizer.ggml.tokens', gguf.array(GgufValueType.STRING, ['a'])]], []);
+      // element count sits after: counts (24) + key (8+21) + type (4) + elem type (4)
+      expectError(set64(header, 24 + 8 + 21 + 8, 2n ** 50n), /element count of tokenizer\.ggml\.tokens .* larger than the rest/);
+    });
+  });
+
+  it('refuses to overwrite without force and leaves no partial file when aborted', () => {
+    const file = path.join(tmp.dir, 'x.gguf');
+    writeFileSync(file, 'keep');
+    assert.throws(() => GgufWriter.create(file, [], []), /already exists/);
+    const w = GgufWriter.create(file, [], [{ name: 'a', dims: [2], type: GgmlType.F32 }], { force: true });
+    assert.throws(() => w.writeTensor('a', new Uint8Array(4)), /has 4 bytes, expected 8/);
+    assert.equal(readFileSync(file, 'utf8'), 'keep');
+    assert.deepEqual(readdirSync(tmp.dir), ['x.gguf']);
+    assert.ok(existsSync(file));
+  });
+});
