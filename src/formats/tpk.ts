@@ -21,6 +21,7 @@ import path from 'node:path';
 import { Packr, Unpackr } from 'msgpackr';
 import { FormatError, TritpackError } from '../errors.js';
 import { dtypeByteSize, isDType, type DType } from './dtype.js';
+import { packedByteLength } from './ternary.js';
 
 // ---------------------------------------------------------------------------------------------
 // Constants and public types
@@ -75,11 +76,9 @@ export function elementCount(shape: readonly number[]): number {
   return shape.reduce((n, d) => n * d, 1);
 }
 
-/** Bytes of a tensor's data blob: t158 packs 5 trits per byte, t2 4, dtypes their element size. */
+/** Bytes of a tensor's data blob: ternary packings per docs/ternary-packing.md, dtypes their element size. */
 export function tpkDataLength(encoding: TpkEncoding, count: number): number {
-  if (encoding === 't158') return Math.ceil(count / 5);
-  if (encoding === 't2') return Math.ceil(count / 4);
-  return count * dtypeByteSize(encoding);
+  return isTernaryEncoding(encoding) ? packedByteLength(encoding, count) : count * dtypeByteSize(encoding);
 }
 
 /** Number of f32 scales for a ternary tensor: rows = shape[0], cols = product of the other dims. */
