@@ -8,15 +8,20 @@
 /** Logits of one position: `vocab` values starting at `offset` in a [positions × vocab] array. */
 export interface LogitsRow { logits: ArrayLike<number>; offset: number; vocab: number }
 
-/** log softmax of one row in float64 (max-shifted so exp never overflows). */
-export function logSoftmax(row: LogitsRow, out: Float64Array = new Float64Array(row.vocab)): Float64Array {
+/** log Σ exp(logits) of one row in float64, max-shifted so exp never overflows. */
+export function logSumExp(row: LogitsRow): number {
   const { logits, offset, vocab } = row;
   let max = -Infinity;
   for (let v = 0; v < vocab; v++) max = Math.max(max, logits[offset + v]!);
   let sum = 0;
   for (let v = 0; v < vocab; v++) sum += Math.exp(logits[offset + v]! - max);
-  const logZ = max + Math.log(sum);
-  for (let v = 0; v < vocab; v++) out[v] = logits[offset + v]! - logZ;
+  return max + Math.log(sum);
+}
+
+/** log softmax of one row in float64. */
+export function logSoftmax(row: LogitsRow, out: Float64Array = new Float64Array(row.vocab)): Float64Array {
+  const logZ = logSumExp(row);
+  for (let v = 0; v < row.vocab; v++) out[v] = row.logits[row.offset + v]! - logZ;
   return out;
 }
 
@@ -25,7 +30,7 @@ export function nll(row: LogitsRow, target: number): number {
   if (!Number.isInteger(target) || target < 0 || target >= row.vocab) {
     throw new RangeError(`target id ${target} is outside the vocabulary of ${row.vocab}`);
   }
-  return -logSoftmax(row)[target]!;
+  return logSumExp(row) - row.logits[row.offset + target]!;
 }
 
 /** KL(p‖q) = Σ p (log p − log q) in nats, from two log-probability vectors. Terms with p = 0 add 0. */
