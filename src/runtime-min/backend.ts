@@ -1,0 +1,108 @@
+/**
+ * The kernel interface. Every matmul of the forward pass and the few element-wise ops go through
+ * a Backend, so a fast one (WebAssembly SIMD, native) replaces the TypeScript reference without
+ * touching the model code. Calls are batched: a matmul takes all N tokens of a window at once,
+ * never one row or one token per call.
+ *
+ * Weights reach a backend in their storage form (packed codes + scales + shape, or float bytes);
+ * `prepare` is called once per weight at load and may repack into whatever layout the backend
+ * computes fastest on. Activations are row-major [n × cols] Float32Arrays.
+ */
+import type { FloatDType } from '../formats/dtype.js';
+import type { TernaryPacking } from '../formats/ternary.js';
+
+/** A weight kept in floating point (embeddings, lm_head, unquantized projections). Row-major [rows × cols]. */
+export interface FloatWeightSource {
+  kind: 'float';
+  name: string;
+  rows: number;
+  cols: number;
+  dtype: FloatDType;
+  bytes: Uint8Array; // little-endian, rows*cols elements
+}
+
+/**
+ * A ternary weight: codes t ∈ {−1,0,1} packed with tritpack's contiguous layouts (formats/ternary.ts),
+ * row-major [rows × cols], and float32 scales. The effective weight is W[r][c] = t[r][c] · scale,
+ * where scale is per tensor (1 value), per output row (`rows` values) or per group of `groupSize`
+ * consecutive columns in a row (rows·ceil(cols/groupSize) values, row-major).
+ */
+export interface TernaryWeightSource {
+  kind: 'ternary';
+  name: string;
+  rows: number;
+  cols: number;
+  packing: TernaryPacking;
+  packed: Uint8Array;
+  scales: Float32Array;
+  granularity: 'tensor' | 'channel' | 'group';
+  groupSize?: number;
+}
+
+export type WeightSource = FloatWeightSource | TernaryWeightSource;
+
+/** A weight after `prepare`: its shape is public, its storage belongs to the backend that made it. */
+export interface PreparedWeight {
+  readonly name: string;
+  readonly kind: 'float' | 'ternary';
+  readonly rows: number;
+  readonly cols: number;
+  /** Bytes the backend holds for this weight (for memory reports). */
+  readonly byteLength: number;
+}
+
+/**
+ * BitNet per-token int8 activations (formats.md §4.4): for token i, s_x[i] = 127 / max(max|x_i|, 1e-5)
+ * and q = clamp(roundHalfEven(x·s_x), −128, 127), in float32 as transformers computes it.
+ */
+export interface QuantizedActivations {
+  n: number;
+  cols: number;
+  q: Int8Array;          // [n × cols]
+  scales: Float32Array;  // [n] the s_x of each token
+}
+
+/** Attention geometry for one layer call. */
+export interface AttentionShape {
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  /** Keys a query may see (itself included); null = the whole causal prefix. */
+  slidingWindow: number | null;
+}
+
+/** A per-layer key/value cache: [capacity × numKvHeads × headDim] each, filled up to `length`. */
+export interface KvCache {
+  keys: Float32Array;
+  values: Float32Array;
+  length: number;
+}
+
+export interface Backend {
+  readonly name: string;
+  /** One-time conversion of a stored weight into this backend's compute layout. */
+  prepare(weight: WeightSource): PreparedWeight;
+  /** out[n × rows] = x[n × cols] · Wᵀ (+ bias), float activations; W float or ternary. */
+  matmul(w: PreparedWeight, x: Float32Array, n: number, bias?: Float32Array): Float32Array;
+  /** Quantize activations to int8 per token (BitNet BitLinear input). */
+  quantizeActivations(x: Float32Array, n: number, cols: number): QuantizedActivations;
+  /** out[n × rows] = (q · tᵀ, exact integer sums) · scale / s_x (+ bias); W must be ternary. */
+  matmulQ8(w: PreparedWeight, x: QuantizedActivations, bias?: Float32Array): Float32Array;
+  /** Rows `ids` of W (embedding lookup), as float32 [ids.length × cols]. */
+  gatherRows(w: PreparedWeight, ids: ArrayLike<number>): Float32Array;
+  /** out = x / sqrt(mean(x²) + eps) · weight over each row of `cols` (torch float32 RMSNorm). */
+  rmsnorm(x: Float32Array, n: number, cols: number, weight: Float32Array, eps: number): Float32Array;
+  /** Rotate-half RoPE in place on x [n × heads × headDim]; cos/sin are [n × headDim/2], row i for token i. */
+  rope(x: Float32Array, n: number, heads: number, headDim: number, cos: Float32Array, sin: Float32Array): void;
+  /**
+   * Causal GQA attention of n new queries at positions cache.length − n … cache.length − 1 (their keys
+   * and values already appended to the cache); q is [n × numHeads × headDim]; returns the same shape.
+   */
+  attention(q: Float32Array, n: number, cache: KvCache, shape: AttentionShape): Float32Array;
+  /** out = act(gate) · up element-wise, act = silu (SwiGLU) or relu² (BitNet). */
+  gatedActivation(gate: Float32Array, up: Float32Array, act: 'silu' | 'relu2'): Float32Array;
+  /** x += y element-wise (residual connections). */
+  addInPlace(x: Float32Array, y: Float32Array): void;
+  /** Release what prepare() allocated outside the JS heap (no-op for the reference). */
+  dispose?(): void;
+}

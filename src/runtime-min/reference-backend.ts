@@ -1,0 +1,261 @@
+/**
+ * The reference backend: plain TypeScript that defines what every other backend must compute.
+ * Dot products accumulate in float64 (JS numbers) and round once to float32; element-wise ops
+ * round to float32 after each step in the order transformers' float32 forward does, so the
+ * int8 activation rounding of BitNet sees the same values torch does as often as possible.
+ *
+ * Ternary weights are repacked once into 2-bit codes with every row starting on a byte, so a
+ * row decodes with one table lookup per byte; each row is decoded once per call and reused for
+ * all n tokens. The model is never expanded to float weights.
+ */
+import { toFloat32 } from '../formats/dtype.js';
+import { unpackTernary } from '../formats/ternary.js';
+import type {
+  AttentionShape, Backend, FloatWeightSource, KvCache, PreparedWeight, QuantizedActivations, TernaryWeightSource, WeightSource,
+} from './backend.js';
+
+const fround = Math.fround;
+const EPS_ACT = fround(1e-5);
+
+interface RefFloatWeight extends PreparedWeight { kind: 'float'; data: Float32Array }
+interface RefTernaryWeight extends PreparedWeight {
+  kind: 'ternary';
+  rowBytes: number;
+  codes: Uint8Array;        // [rows × rowBytes], code t+1 at bits 2·(c mod 4) of byte c/4
+  scales: Float32Array;
+  groupSize: number;        // columns sharing one scale (cols for tensor/channel)
+  scaleIndex: (row: number, group: number) => number;
+}
+type RefWeight = RefFloatWeight | RefTernaryWeight;
+
+/** Byte → its four codes t ∈ {−1,0,1} (code 3 never occurs; decoded as 2 like any reader would reject upstream). */
+const DECODE = (() => {
+  const table = new Int8Array(256 * 4);
+  for (let b = 0; b < 256; b++) for (let k = 0; k < 4; k++) table[b * 4 + k] = ((b >> (2 * k)) & 3) - 1;
+  return table;
+})();
+
+function roundHalfEven(v: number): number {
+  const f = Math.floor(v);
+  const d = v - f;
+  if (d < 0.5) return f;
+  if (d > 0.5) return f + 1;
+  return f % 2 === 0 ? f : f + 1;
+}
+
+export class ReferenceBackend implements Backend {
+  readonly name = 'reference';
+
+  prepare(weight: WeightSource): PreparedWeight {
+    return weight.kind === 'float' ? prepareFloat(weight) : prepareTernary(weight);
+  }
+
+  matmul(w: PreparedWeight, x: Float32Array, n: number, bias?: Float32Array): Float32Array {
+    const weight = w as RefWeight;
+    const { rows, cols } = weight;
+    const out = new Float32Array(n * rows);
+    if (weight.kind === 'float') {
+      const data = weight.data;
+      for (let r = 0; r < rows; r++) {
+        const wo = r * cols;
+        const b = bias ? bias[r]! : 0;
+        for (let i = 0; i < n; i++) {
+          const xo = i * cols;
+          let acc = 0;
+          for (let c = 0; c < cols; c++) acc += data[wo + c]! * x[xo + c]!;
+          out[i * rows + r] = acc + b;
+        }
+      }
+      return out;
+    }
+    const row = new Int8Array(cols);
+    for (let r = 0; r < rows; r++) {
+      decodeRow(weight, r, row);
+      const b = bias ? bias[r]! : 0;
+      for (let i = 0; i < n; i++) {
+        const xo = i * cols;
+        let total = 0;
+        for (let g0 = 0, g = 0; g0 < cols; g0 += weight.groupSize, g++) {
+          const end = Math.min(cols, g0 + weight.groupSize);
+          let acc = 0;
+          for (let c = g0; c < end; c++) acc += row[c]! * x[xo + c]!;
+          total += acc * weight.scales[weight.scaleIndex(r, g)]!;
+        }
+        out[i * rows + r] = total + b;
+      }
+    }
+    return out;
+  }
+
+  quantizeActivations(x: Float32Array, n: number, cols: number): QuantizedActivations {
+    const q = new Int8Array(n * cols);
+    const scales = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      const o = i * cols;
+      let max = 0;
+      for (let c = 0; c < cols; c++) max = Math.max(max, Math.abs(x[o + c]!));
+      const s = fround(127 / Math.max(max, EPS_ACT));
+      scales[i] = s;
+      for (let c = 0; c < cols; c++) {
+        const v = roundHalfEven(fround(x[o + c]! * s));
+        q[o + c] = v < -128 ? -128 : v > 127 ? 127 : v;
+      }
+    }
+    return { n, cols, q, scales };
+  }
+
+  matmulQ8(w: PreparedWeight, x: QuantizedActivations, bias?: Float32Array): Float32Array {
+    const weight = w as RefWeight;
+    if (weight.kind !== 'ternary') throw new Error(`matmulQ8 needs a ternary weight; ${weight.name} is float`);
+    const { rows, cols } = weight;
+    const { n, q, scales: sx } = x;
+    const out = new Float32Array(n * rows);
+    const row = new Int8Array(cols);
+    for (let r = 0; r < rows; r++) {
+      decodeRow(weight, r, row);
+      const b = bias ? bias[r]! : 0;
+      for (let i = 0; i < n; i++) {
+        const xo = i * cols;
+        let total = 0;
+        for (let g0 = 0, g = 0; g0 < cols; g0 += weight.groupSize, g++) {
+          const end = Math.min(cols, g0 + weight.groupSize);
+          let acc = 0; // exact: |acc| ≤ 128·cols, far below 2^53
+          for (let c = g0; c < end; c++) acc += row[c]! * q[xo + c]!;
+          total += acc * weight.scales[weight.scaleIndex(r, g)]!;
+        }
+        out[i * rows + r] = total / sx[i]! + b;
+      }
+    }
+    return out;
+  }
+
+  gatherRows(w: PreparedWeight, ids: ArrayLike<number>): Float32Array {
+    const weight = w as RefWeight;
+    const { cols } = weight;
+    const out = new Float32Array(ids.length * cols);
+    const row = new Int8Array(cols);
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (weight.kind === 'float') {
+        out.set(weight.data.subarray(id * cols, (id + 1) * cols), i * cols);
+        continue;
+      }
+      decodeRow(weight, id, row);
+      for (let c = 0; c < cols; c++) out[i * cols + c] = row[c]! * weight.scales[weight.scaleIndex(id, Math.floor(c / weight.groupSize))]!;
+    }
+    return out;
+  }
+
+  rmsnorm(x: Float32Array, n: number, cols: number, weight: Float32Array, eps: number): Float32Array {
+    const out = new Float32Array(n * cols);
+    for (let i = 0; i < n; i++) {
+      const o = i * cols;
+      let sum = 0;
+      for (let c = 0; c < cols; c++) sum += x[o + c]! * x[o + c]!;
+      const inv = fround(1 / Math.sqrt(fround(fround(sum / cols) + eps)));
+      for (let c = 0; c < cols; c++) out[o + c] = weight[c]! * fround(x[o + c]! * inv);
+    }
+    return out;
+  }
+
+  rope(x: Float32Array, n: number, heads: number, headDim: number, cos: Float32Array, sin: Float32Array): void {
+    const half = headDim / 2;
+    for (let i = 0; i < n; i++) {
+      const t = i * half;
+      for (let h = 0; h < heads; h++) {
+        const o = (i * heads + h) * headDim;
+        for (let j = 0; j < half; j++) {
+          const x1 = x[o + j]!;
+          const x2 = x[o + j + half]!;
+          const c = cos[t + j]!;
+          const s = sin[t + j]!;
+          x[o + j] = fround(x1 * c) - fround(x2 * s);
+          x[o + j + half] = fround(x2 * c) + fround(x1 * s);
+        }
+      }
+    }
+  }
+
+  attention(q: Float32Array, n: number, cache: KvCache, shape: AttentionShape): Float32Array {
+    const { numHeads, numKvHeads, headDim, slidingWindow } = shape;
+    const group = numHeads / numKvHeads;
+    const kvStride = numKvHeads * headDim;
+    const scale = 1 / Math.sqrt(headDim);
+    const out = new Float32Array(n * numHeads * headDim);
+    const first = cache.length - n;
+    const scores = new Float64Array(cache.length);
+    const acc = new Float64Array(headDim);
+    for (let i = 0; i < n; i++) {
+      const pos = first + i;
+      const from = slidingWindow === null ? 0 : Math.max(0, pos - slidingWindow + 1);
+      for (let h = 0; h < numHeads; h++) {
+        const qo = (i * numHeads + h) * headDim;
+        const ko = Math.floor(h / group) * headDim;
+        let max = -Infinity;
+        for (let j = from; j <= pos; j++) {
+          const kb = j * kvStride + ko;
+          let dot = 0;
+          for (let d = 0; d < headDim; d++) dot += q[qo + d]! * cache.keys[kb + d]!;
+          scores[j] = dot * scale;
+          if (scores[j]! > max) max = scores[j]!;
+        }
+        let sum = 0;
+        for (let j = from; j <= pos; j++) {
+          scores[j] = Math.exp(scores[j]! - max);
+          sum += scores[j]!;
+        }
+        acc.fill(0);
+        for (let j = from; j <= pos; j++) {
+          const p = scores[j]! / sum;
+          const vb = j * kvStride + ko;
+          for (let d = 0; d < headDim; d++) acc[d] += p * cache.values[vb + d]!;
+        }
+        for (let d = 0; d < headDim; d++) out[qo + d] = acc[d]!;
+      }
+    }
+    return out;
+  }
+
+  gatedActivation(gate: Float32Array, up: Float32Array, act: 'silu' | 'relu2'): Float32Array {
+    const out = new Float32Array(gate.length);
+    for (let i = 0; i < gate.length; i++) {
+      const g = gate[i]!;
+      const a = act === 'silu' ? fround(g / (1 + Math.exp(-g))) : g > 0 ? fround(g * g) : 0;
+      out[i] = a * up[i]!;
+    }
+    return out;
+  }
+
+  addInPlace(x: Float32Array, y: Float32Array): void {
+    for (let i = 0; i < x.length; i++) x[i] = x[i]! + y[i]!;
+  }
+}
+
+function prepareFloat(w: FloatWeightSource): RefFloatWeight {
+  const data = toFloat32(w.bytes, w.dtype);
+  return { name: w.name, kind: 'float', rows: w.rows, cols: w.cols, data, byteLength: data.byteLength };
+}
+
+function prepareTernary(w: TernaryWeightSource): RefTernaryWeight {
+  const { rows, cols } = w;
+  const rowBytes = Math.ceil(cols / 4);
+  const codes = new Uint8Array(rows * rowBytes);
+  const row = new Int8Array(cols);
+  for (let r = 0; r < rows; r++) {
+    unpackTernary(w.packing, w.packed, cols, r * cols, row);
+    const o = r * rowBytes;
+    for (let c = 0; c < cols; c++) codes[o + (c >> 2)]! |= (row[c]! + 1) << (2 * (c & 3));
+  }
+  const groupSize = w.granularity === 'group' ? w.groupSize! : cols;
+  const groupsPerRow = Math.ceil(cols / groupSize);
+  const scaleIndex = w.granularity === 'tensor' ? () => 0
+    : w.granularity === 'channel' ? (r: number) => r
+      : (r: number, g: number) => r * groupsPerRow + g;
+  return { name: w.name, kind: 'ternary', rows, cols, rowBytes, codes, scales: w.scales, groupSize, scaleIndex, byteLength: codes.byteLength + w.scales.byteLength };
+}
+
+function decodeRow(w: RefTernaryWeight, r: number, out: Int8Array): void {
+  const o = r * w.rowBytes;
+  const cols = w.cols;
+  for (let c = 0; c < cols; c++) out[c] = DECODE[w.codes[o + (c >> 2)]! * 4 + (c & 3)]!;
+}
