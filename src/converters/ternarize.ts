@@ -140,7 +140,7 @@ function quantizeRange(
 // (`mean` = `sum(...).div_(numel)` on CPU). For a whole tensor of ≥ 32768 elements torch splits
 // the range over its intra-op threads (`two_pass_reduction`, grain 32768) and adds the partial
 // sums in thread order. The fixtures' references were made with 2 torch threads, and this
-// reproduces all 42 of their recorded γ bit for bit; a float64 sum misses 14 of them.
+// reproduces all 42 of their recorded γ bit for bit; a float64 sum misses 13 of them.
 
 /** Intra-op threads of the torch run whose γ we reproduce (the fixtures' generator used 2). */
 const TORCH_THREADS = 2;
