@@ -126,6 +126,6 @@ function readOriginal(original: SafetensorsCheckpoint | undefined, name: string,
   return original.readFloat32(name);
 }
 
-function isFile(path: string): boolean {
+export function isFile(path: string): boolean {
   try { return statSync(path).isFile(); } catch { return false; }
 }
