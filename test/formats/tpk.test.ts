@@ -7,7 +7,8 @@ import { FormatError, TritpackError } from '../../src/errors.js';
 import {
   TpkFile, TpkWriter, updateTpkHeader, type TpkHeader, type TpkPlannedTensor,
 } from '../../src/formats/tpk.js';
-import { makeTempDir } from '../support/fixtures.js';
+import { packTernary } from '../../src/formats/ternary.js';
+import { makeTempDir, REPO_ROOT } from '../support/fixtures.js';
 import { decodePlainMsgpack } from '../support/tpk-msgpack.js';
 
 const BASE: Omit<TpkHeader, 'tensors'> = {
@@ -417,5 +418,49 @@ describe('formats/tpk', () => {
     throwsFormat(() => updateTpkHeader(file, { validation: { verdict: 'PASS' } }), /tensor norm\.weight: sha256 mismatch/);
     assert.deepEqual(readFileSync(file), corrupted);
     assert.deepEqual(readdirSync(tmp.dir), ['m.tpk']);
+  });
+});
+
+/** Bytes of a `hexdump -C` listing, expanding `*` (the previous line repeated up to the next address). */
+function parseHexdump(text: string): Buffer {
+  const out: number[] = [];
+  let previous: number[] = [];
+  let repeating = false;
+  for (const line of text.trim().split('\n')) {
+    if (line === '*') { repeating = true; continue; }
+    const [address, ...rest] = line.split(/\s+/);
+    const at = parseInt(address!, 16);
+    while (repeating && out.length < at) out.push(...previous);
+    repeating = false;
+    const bytesOnLine = rest.filter((w) => /^[0-9a-f]{2}$/.test(w)).map((w) => parseInt(w, 16));
+    out.push(...bytesOnLine);
+    previous = bytesOnLine;
+  }
+  return Buffer.from(out);
+}
+
+describe('formats/tpk: docs/tpk-format.md example', () => {
+  it('the writer produces exactly the annotated example file of §9', () => {
+    const doc = readFileSync(path.join(REPO_ROOT, 'docs', 'tpk-format.md'), 'utf8');
+    const dump = /## 9\. Example[\s\S]*?```\n([\s\S]*?)```/.exec(doc)![1]!;
+    const expected = parseHexdump(dump);
+    const { dir, cleanup } = makeTempDir('tritpack-tpk-doc-');
+    try {
+      const file = path.join(dir, 'example.tpk');
+      const writer = TpkWriter.create(file, {
+        formatVersion: 1, producer: { name: 'tritpack', version: '0.1.0' }, createdAt: '2026-01-01T00:00:00.000Z',
+        source: {}, files: {}, conversion: { packing: 't158' },
+      }, [
+        { name: 'w', shape: [2, 5], encoding: 't158', scale: { granularity: 'tensor', count: 1 }, dataLength: 2 },
+        { name: 'b', shape: [2], encoding: 'F16', dataLength: 4 },
+      ]);
+      writer.writeTensor('w', packTernary('t158', Int8Array.from([1, 0, -1, 0, 1, -1, -1, 0, 0, 1])), Float32Array.from([0.5]), { gamma: 0.5 });
+      writer.writeTensor('b', Uint8Array.from([0x00, 0x3c, 0x00, 0xc0]));
+      writer.finish();
+      assert.equal(expected.length, 2308);
+      assert.deepEqual(readFileSync(file), expected);
+    } finally {
+      cleanup();
+    }
   });
 });
