@@ -37,6 +37,8 @@ const SINGLE_FILE_NAME = 'model.safetensors';
 const INDEX_FILE_NAME = 'model.safetensors.index.json';
 /** readSync/writeSync take at most 2 GiB − 1 per call; tensors can be larger. */
 const IO_CHUNK = 1 << 30;
+/** F64 tensors are narrowed through a reused buffer of this many elements (8 MB). */
+const F64_CHUNK = 1 << 20;
 
 /**
  * Every dtype of the official `Dtype` enum, in its declaration order. The serializer sorts
@@ -286,9 +288,13 @@ export class SafetensorsFile {
     return info;
   }
 
-  private readInto(info: SafetensorsTensorInfo, target: Uint8Array): void {
+  private fdOrThrow(): number {
     if (this.fd < 0) throw new Error(`${this.path} is closed`);
-    readExactly(this.fd, this.path, target, info.dataOffset);
+    return this.fd;
+  }
+
+  private readInto(info: SafetensorsTensorInfo, target: Uint8Array): void {
+    readExactly(this.fdOrThrow(), this.path, target, info.dataOffset);
   }
 
   /** The tensor's raw little-endian bytes; reads only that tensor. */
@@ -301,8 +307,10 @@ export class SafetensorsFile {
 
   /**
    * F32, F16, BF16 or F64 values as float32 (F64 rounds to nearest even). The bytes are read
-   * straight into freshly allocated, hence aligned, typed arrays, so there is no per-element
-   * DataView call: F32 costs one read, BF16 one shift per element, F16 one table lookup.
+   * straight into the freshly allocated (so aligned) result, with no per-element DataView call:
+   * F32 is a single read; 16-bit values are read into the upper half of the result and widened
+   * in place (one shift per element for BF16, one table lookup for F16), so the only memory used
+   * is the result itself.
    */
   readFloat32(name: string): Float32Array {
     const info = this.require(name);
@@ -313,31 +321,29 @@ export class SafetensorsFile {
     if (!LITTLE_ENDIAN_HOST) return toFloat32(this.readBytes(name), dtype);
     const count = info.byteLength / dtypeByteSize(dtype);
     const out = new Float32Array(count);
-    switch (dtype) {
-      case 'F32':
-        this.readInto(info, new Uint8Array(out.buffer));
-        return out;
-      case 'BF16': {
-        const raw = new Uint16Array(count);
-        this.readInto(info, new Uint8Array(raw.buffer));
+    if (dtype === 'F32') {
+      this.readInto(info, new Uint8Array(out.buffer));
+    } else if (dtype === 'F64') {
+      const chunk = new Float64Array(Math.min(count, F64_CHUNK));
+      for (let start = 0; start < count; start += chunk.length) {
+        const part = chunk.subarray(0, Math.min(chunk.length, count - start));
+        readExactly(this.fdOrThrow(), this.path, new Uint8Array(part.buffer, 0, part.byteLength), info.dataOffset + start * 8);
+        out.set(part, start);
+      }
+    } else {
+      // Element i is written to bytes [4i, 4i+4) after reading half-word count+i, which lies at or
+      // beyond them, so widening front to back never overwrites a value still to be read.
+      const halves = new Uint16Array(out.buffer);
+      this.readInto(info, new Uint8Array(out.buffer, count * 2, count * 2));
+      if (dtype === 'BF16') {
         const bits = new Uint32Array(out.buffer);
-        for (let i = 0; i < count; i++) bits[i] = raw[i]! << 16; // bf16 is the top half of an f32
-        return out;
-      }
-      case 'F16': {
-        const raw = new Uint16Array(count);
-        this.readInto(info, new Uint8Array(raw.buffer));
+        for (let i = 0; i < count; i++) bits[i] = halves[count + i]! << 16; // bf16 is the top half of an f32
+      } else {
         const table = f16ToF32Table();
-        for (let i = 0; i < count; i++) out[i] = table[raw[i]!]!;
-        return out;
-      }
-      case 'F64': {
-        const raw = new Float64Array(count);
-        this.readInto(info, new Uint8Array(raw.buffer));
-        out.set(raw);
-        return out;
+        for (let i = 0; i < count; i++) out[i] = table[halves[count + i]!]!;
       }
     }
+    return out;
   }
 
   close(): void {
