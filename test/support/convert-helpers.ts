@@ -102,3 +102,12 @@ export function countDiffering(a: Int8Array, b: Int8Array): number {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) n++;
   return n;
 }
+
+/** Bytes of a .safetensors file with exactly this header (space-padded to 8, as the official writer) and data. */
+export function rawSafetensors(header: Record<string, unknown>, data: Uint8Array): Buffer {
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([length, Buffer.from(json, 'utf8'), data]);
+}

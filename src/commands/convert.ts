@@ -1,0 +1,118 @@
+import { Args, Flags } from '@oclif/core';
+import ora, { type Ora } from 'ora';
+import path from 'node:path';
+import { TritpackCommand } from '../cli/base-command.js';
+import { formatBytes, formatCount, renderPairs } from '../cli/table.js';
+import { convertCheckpoint, type ConversionSummary, type ConvertEvent } from '../converters/convert.js';
+import { parseScaleGranularity } from '../converters/ternarize.js';
+import type { FloatDType } from '../formats/dtype.js';
+
+const KEEP_DTYPES: Record<string, FloatDType> = { f16: 'F16', bf16: 'BF16', f32: 'F32' };
+
+export default class Convert extends TritpackCommand {
+  static override summary = 'Convert a Hugging Face checkpoint directory to a packed ternary .tpk file.';
+  static override description = `Ternarizes the attention and MLP projection weights with absmean (BitNet b1.58) and packs them; \
+embeddings, the LM head, norms and biases are kept. The conversion streams one tensor at a time, so \
+memory stays flat whatever the model's size. A model that was not trained for ternary weights is \
+usually ruined by plain absmean: the command says so, and \`tritpack validate\` measures it.`;
+
+  static override examples = [
+    '<%= config.bin %> convert fixtures/tinystories-656K -o tiny.tpk',
+    '<%= config.bin %> convert ./Llama-3.2-1B -o llama.tpk --packing t2 --scale channel --keep-dtype f16',
+    "<%= config.bin %> convert ./model -o model.tpk --exclude 'model.layers.0.*' --json",
+  ];
+
+  static override args = {
+    dir: Args.string({ description: 'checkpoint directory (config.json + model.safetensors or a sharded index)', required: true }),
+  };
+
+  static override flags = {
+    output: Flags.string({ char: 'o', description: 'output .tpk file', required: true }),
+    packing: Flags.string({ description: 'ternary packing: t158 = 5 codes/byte (1.6 bits), t2 = 4 codes/byte (2 bits)', options: ['t158', 't2'], default: 't158' }),
+    scale: Flags.string({ description: 'absmean scale granularity: tensor | channel | group:N', default: 'tensor' }),
+    formula: Flags.string({ description: 'reference: round(W·(1/max(γ,1e-5))) as transformers; paper: round(W/(γ+1e-5))', options: ['reference', 'paper'], default: 'reference' }),
+    include: Flags.string({ description: 'also ternarize tensors matching this glob (repeatable)', multiple: true }),
+    exclude: Flags.string({ description: 'never ternarize tensors matching this glob (repeatable; beats --include)', multiple: true }),
+    'keep-dtype': Flags.string({ description: 'store kept float tensors in this dtype (default: their source dtype, bit-identical)', options: Object.keys(KEEP_DTYPES) }),
+    force: Flags.boolean({ description: 'overwrite the output file if it exists', default: false }),
+    'allow-nonfinite': Flags.boolean({ description: 'convert weights holding NaN/Inf anyway (they count as 0 when ternarizing)', default: false }),
+  };
+
+  async run(): Promise<ConversionSummary> {
+    const { args, flags } = await this.parse(Convert);
+    const progress = new Progress(this.jsonEnabled() || !process.stderr.isTTY ? undefined : ora({ stream: process.stderr }));
+    try {
+      const summary = await convertCheckpoint({
+        input: args.dir,
+        output: flags.output,
+        packing: flags.packing as 't158' | 't2',
+        scale: parseScaleGranularity(flags.scale),
+        formula: flags.formula as 'reference' | 'paper',
+        include: flags.include,
+        exclude: flags.exclude,
+        keepDType: flags['keep-dtype'] === undefined ? undefined : KEEP_DTYPES[flags['keep-dtype']],
+        force: flags.force,
+        allowNonFinite: flags['allow-nonfinite'],
+        onProgress: (event) => progress.update(event, (message) => this.logToStderr(`Warning: ${message}`)),
+      });
+      progress.done(`wrote ${path.relative(process.cwd(), summary.output) || summary.output}`);
+      this.log(renderSummary(summary));
+      return summary;
+    } catch (err) {
+      progress.fail();
+      throw err;
+    }
+  }
+}
+
+/** Spinner text per event; warnings are printed as they come (above the spinner). */
+class Progress {
+  constructor(private readonly spinner: Ora | undefined) {}
+
+  update(event: ConvertEvent, warn: (message: string) => void): void {
+    const s = this.spinner;
+    switch (event.type) {
+      case 'plan':
+        s?.start(`${event.plan.tensors.length} tensors, ${formatBytes(event.inputBytes)}`);
+        break;
+      case 'hash':
+        if (s) s.text = `hashing ${path.basename(event.file)} (${formatBytes(event.bytes)})`;
+        break;
+      case 'tensor':
+        if (s) {
+          const pct = event.bytesTotal === 0 ? 100 : Math.floor((100 * event.bytesDone) / event.bytesTotal);
+          s.text = `[${event.index + 1}/${event.count}] ${pct}% ${event.tensor.action === 'ternarize' ? 'ternarize' : 'keep'} ${event.tensor.name}`;
+        }
+        break;
+      case 'warning':
+        if (s?.isSpinning) s.clear();
+        warn(event.message);
+        break;
+    }
+  }
+
+  done(text: string): void {
+    this.spinner?.succeed(text);
+  }
+
+  fail(): void {
+    if (this.spinner?.isSpinning) this.spinner.stop();
+  }
+}
+
+export function renderSummary(s: ConversionSummary): string {
+  const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
+  return renderPairs([
+    ['output', s.output],
+    ['packing', `${s.packing}, scale ${s.scale}, formula ${s.formula}`],
+    ['tensors', `${s.tensors.ternarized} ternarized, ${s.tensors.kept} kept (${s.tensors.total} in all)`],
+    ['parameters', `${formatCount(s.parameters.ternarized)} ternarized, ${formatCount(s.parameters.kept)} kept (${formatCount(s.parameters.total)} in all)`],
+    ['input', formatBytes(s.inputBytes)],
+    ['output size', `${formatBytes(s.outputBytes)} (${pct(s.inputBytes === 0 ? 0 : s.outputBytes / s.inputBytes)} of the input)`],
+    ['bits/weight', `${s.bitsPerWeight.ternarized.toFixed(3)} over ternarized tensors (scales included), ${s.bitsPerWeight.overall.toFixed(3)} overall`],
+    ['zeros', `${pct(s.zeroFraction)} of ternary codes`],
+    ['time', `${s.seconds.toFixed(2)} s, ${s.megabytesPerSecond.toFixed(1)} MB/s of input`],
+    ['ternary-trained', s.ternaryTraining === 'declared' ? 'yes (config declares BitNet)' : s.ternaryTraining === 'ternary-valued' ? 'yes (weights already ternary)' : 'no: run `tritpack validate` before using this model'],
+    ...Object.entries(s.aliases).map(([name, target]): [string, string] => ['tied', `${name} = ${target} (stored once)`]),
+  ]);
+}
