@@ -463,7 +463,7 @@ export class HubServer {
       if (chunk.length === 0) break;
       offset += chunk.length;
       record.bodyBytes += chunk.length;
-      if (!res.write(chunk)) await new Promise<void>((resolve) => { res.once('drain', resolve); res.once('close', resolve); });
+      if (!res.write(chunk)) await drained(res);
       if (throttle) await sleep((chunk.length / throttle.bytesPerSecond) * 1000);
     }
     if (drop && limit < length) {
@@ -633,6 +633,15 @@ function matches(value: string, pattern: string | RegExp): boolean {
 
 function safeDecode(s: string): string {
   try { return decodeURIComponent(s); } catch { return s; }
+}
+
+/** Resolves when the response can take more data, or is gone. */
+function drained(res: http.ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => { res.off('drain', done); res.off('close', done); resolve(); };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
 
 function sleep(ms: number): Promise<void> { return new Promise((resolve) => setTimeout(resolve, ms)); }

@@ -1,0 +1,68 @@
+/**
+ * Test repos for the local hub: the fixtures laid out as hub repos, and a started server around them.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { FIXTURES, fixtureDir, makeTempDir } from './fixtures.js';
+import { HubServer, type HubServerOptions } from './hub-server.js';
+
+export const TOKEN = 'hf_testTokenAlice0123456789';
+export const OTHER_TOKEN = 'hf_testTokenBob9876543210';
+
+/** The sharded llama-256 fixture (save_pretrained with max_shard_size="2MB"): the repo copy, else the shared one. */
+export function shardedFixtureDir(): string {
+  const candidates = [path.join(FIXTURES, 'llama-256-sharded'), '/work/shared/fixtures/llama-256-sharded'];
+  const found = candidates.find((dir) => existsSync(path.join(dir, 'model.safetensors.index.json')));
+  if (!found) throw new Error(`llama-256-sharded fixture not found in ${candidates.join(' or ')}`);
+  return found;
+}
+
+/** name → absolute path for every file of a fixture folder. */
+export function filesOf(dir: string): Record<string, string> {
+  return Object.fromEntries(readdirSync(dir).map((name) => [name, path.join(dir, name)]));
+}
+
+export interface HubFixture { hub: HubServer; root: string; cache: string; cleanup: () => Promise<void> }
+
+/**
+ * A hub with alice/tinystories (single file), alice/llama-sharded (3 shards + index) and
+ * alice/private-tiny (private), all from the fixtures, and an empty cache directory.
+ */
+export async function startFixtureHub(options: Partial<HubServerOptions> = {}): Promise<HubFixture> {
+  const temp = makeTempDir('tritpack-hub-');
+  const root = path.join(temp.dir, 'hub');
+  const hub = await HubServer.start({ root, tokens: { [TOKEN]: 'alice', [OTHER_TOKEN]: 'bob' }, ...options });
+  hub.createRepoOnDisk('alice/tinystories', filesOf(fixtureDir('tinystories-656K')));
+  hub.createRepoOnDisk('alice/llama-sharded', filesOf(shardedFixtureDir()));
+  hub.createRepoOnDisk('alice/private-tiny', filesOf(fixtureDir('tinystories-656K')), { private: true });
+  return { hub, root, cache: path.join(temp.dir, 'cache'), cleanup: async () => { await hub.close(); temp.cleanup(); } };
+}
+
+const HUB_ENV = ['HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_TOKEN_PATH', 'HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_ENDPOINT', 'HF_HUB_OFFLINE', 'XDG_CACHE_HOME'];
+
+/**
+ * For the duration of a test file: no hub variables from the machine leak in (no stray token, no
+ * real cache), the default endpoint is a closed local port, and any fetch to a host other than
+ * 127.0.0.1 throws — the hub tests never reach outside this machine.
+ */
+export function isolateHubEnv(): { restore: () => void; home: string } {
+  const saved = Object.fromEntries(HUB_ENV.map((k) => [k, process.env[k]]));
+  const temp = makeTempDir('tritpack-hf-home-');
+  for (const k of HUB_ENV) delete process.env[k];
+  process.env.HF_HOME = temp.dir;
+  process.env.HF_ENDPOINT = 'http://127.0.0.1:9';
+  const realFetch = globalThis.fetch;
+  globalThis.fetch = (input, init) => {
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    if (url.hostname !== '127.0.0.1') throw new Error(`test tried to reach ${url.host}`);
+    return realFetch(input, init);
+  };
+  return {
+    home: temp.dir,
+    restore: () => {
+      globalThis.fetch = realFetch;
+      for (const k of HUB_ENV) { if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k]; }
+      temp.cleanup();
+    },
+  };
+}
