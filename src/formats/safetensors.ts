@@ -413,10 +413,11 @@ export class SafetensorsCheckpoint {
       fail(pathOrDir, ioProblem('open', error));
     }
     if (isDir) {
-      const index = path.join(pathOrDir, INDEX_FILE_NAME);
-      if (existsSync(index)) return SafetensorsCheckpoint.openSharded(index);
+      // The same precedence as transformers' from_pretrained: a single file wins over an index.
       const single = path.join(pathOrDir, SINGLE_FILE_NAME);
       if (existsSync(single)) return new SafetensorsCheckpoint(pathOrDir, [SafetensorsFile.open(single)]);
+      const index = path.join(pathOrDir, INDEX_FILE_NAME);
+      if (existsSync(index)) return SafetensorsCheckpoint.openSharded(index);
       fail(pathOrDir, `directory has neither ${SINGLE_FILE_NAME} nor ${INDEX_FILE_NAME}`);
     }
     if (pathOrDir.endsWith('.index.json')) return SafetensorsCheckpoint.openSharded(pathOrDir);

@@ -267,6 +267,19 @@ describe('formats/safetensors', () => {
       }
     });
 
+    it('narrows a multi-chunk F64 tensor exactly like a float32 cast', () => {
+      const count = (1 << 20) + 3;
+      const values = Float64Array.from({ length: count }, (_, i) => (i - 5e5) / 3);
+      const out = path.join(tmp.dir, 'f64big.safetensors');
+      writeSafetensors(out, [{ name: 'x', dtype: 'F64', shape: [count], data: new Uint8Array(values.buffer) }]);
+      const f = SafetensorsFile.open(out);
+      try {
+        assert.deepEqual(f.readFloat32('x'), Float32Array.from(values));
+      } finally {
+        f.close();
+      }
+    });
+
     it('calls data thunks one at a time, in data order, only after the header is planned', () => {
       const calls: string[] = [];
       const thunk = (name: string, bytes: number[]) => () => {
@@ -350,6 +363,11 @@ describe('formats/safetensors', () => {
       const viaIndex = SafetensorsCheckpoint.open(path.join(tmp.dir, 'model.safetensors.index.json'));
       assert.equal(viaIndex.tensors.length, 21);
       viaIndex.close();
+      // As in transformers, a model.safetensors next to an index takes precedence.
+      copyFileSync(modelFile('llama-256'), path.join(tmp.dir, 'model.safetensors'));
+      const preferred = SafetensorsCheckpoint.open(tmp.dir);
+      assert.deepEqual(preferred.files, [path.join(tmp.dir, 'model.safetensors')]);
+      preferred.close();
     });
 
     it('reads the independently written shards in shared/fixtures when present', function () {
