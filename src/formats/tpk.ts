@@ -549,7 +549,8 @@ export class TpkFile {
   /** Hashes every blob in chunks (memory stays flat however large the tensors are). */
   verifyAll(): { name: string; ok: boolean; problem?: string }[] {
     const fd = this.openFd();
-    const buffer = Buffer.allocUnsafe(Math.min(COPY_CHUNK, Math.max(1, ...this.header.tensors.map((t) => t.data.length))));
+    const largest = this.header.tensors.reduce((m, t) => Math.max(m, t.data.length, t.scales?.length ?? 0), 1);
+    const buffer = Buffer.allocUnsafe(Math.min(COPY_CHUNK, largest));
     return this.header.tensors.map((t) => {
       const bad = [t.data, t.scales].filter((ref): ref is TpkBlobRef => ref !== undefined).filter((ref) => {
         if (this.verified.has(ref)) return false;
@@ -604,7 +605,9 @@ function mismatchProblem(name: string, what: 'data' | 'scales'): string {
 
 /** Reads and checks everything before the blobs; the blobs themselves are only bounds-checked here. */
 function readHeader(file: string, fd: number): TpkHeader {
-  const size = fstatSync(fd).size;
+  const stat = fstatSync(fd);
+  if (!stat.isFile()) throw new FormatError(file, 'not a regular file');
+  const size = stat.size;
   const pre = Buffer.alloc(TPK_PREAMBLE_SIZE);
   const got = readSync(fd, pre, 0, TPK_PREAMBLE_SIZE, 0);
   if (got < MAGIC_BYTES.length || !pre.subarray(0, MAGIC_BYTES.length).equals(MAGIC_BYTES)) {
