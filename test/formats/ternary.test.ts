@@ -57,10 +57,14 @@ describe('formats/ternary: t158 and t2 packing', () => {
     assert.deepEqual(unpackTernary('t158', packed, codes.length), codes);
   });
 
-  it('t158 worked example from docs/ternary-packing.md', () => {
+  it('worked example from docs/ternary-packing.md', () => {
     // codes +1 0 −1 −1 +1 | −1 0 → c = 2 1 0 0 2 → q = 191 → byte 202; second byte c = 0 1 [1 1 1] → q = 40 → 43
-    const packed = packTernary('t158', Int8Array.from([1, 0, -1, -1, 1, -1, 0]));
-    assert.equal(hex(packed), 'ca2b');
+    const codes = Int8Array.from([1, 0, -1, -1, 1, -1, 0]);
+    assert.equal(hex(packTernary('t158', codes)), 'ca2b');
+    assert.equal(hex(packTernary('t2', codes)), '0652');
+    for (const packing of ['t158', 't2'] as const) {
+      assert.deepEqual(Array.from(unpackTernary(packing, packTernary(packing, codes), 3, 3)), [-1, 1, -1]);
+    }
   });
 
   it('t2 stores code i of a byte in bits 2i..2i+1 for all 81 four-trit values', () => {
