@@ -405,6 +405,24 @@ describe('formats/tpk', () => {
     last.close();
   });
 
+  it('blobs larger than the 8 MiB copy chunk verify, survive updates and report corruption in a late chunk', () => {
+    const file = path.join(tmp.dir, 'big.tpk');
+    const n = 20 * 1024 * 1024 + 3;
+    const big = bytes(n, 9);
+    const tensors: Fake[] = [{ plan: { name: 'big', shape: [n], encoding: 'U8', dataLength: n }, data: big }, sampleTensors()[0]!];
+    writeTpk(file, tensors);
+    updateTpkHeader(file, { validation: { verdict: 'PASS' } });
+    const tpk = TpkFile.open(file);
+    assert.ok(tpk.verifyAll().every((r) => r.ok));
+    assert.ok(Buffer.from(tpk.readData('big')).equals(Buffer.from(big)));
+    const offset = tpk.tensor('big')!.data.offset;
+    tpk.close();
+    flipByte(file, offset + n - 2);
+    const again = TpkFile.open(file);
+    assert.deepEqual(again.verifyAll().map((r) => r.ok), [false, true]);
+    again.close();
+  });
+
   it('updateTpkHeader refuses to copy a corrupted blob and leaves the file as it was', () => {
     const file = path.join(tmp.dir, 'm.tpk');
     writeTpk(file, sampleTensors());
