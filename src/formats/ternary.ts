@@ -247,8 +247,12 @@ function readBlockCodes(type: TQType, bytes: Uint8Array, o: number, t: Int8Array
   }
 }
 
+/** Stores d as fp16; llama.cpp rejects blocks whose d is NaN or ±Inf (ggml_validate_row_data), so we never write one. */
 function writeBlockScale(type: TQType, d: number, out: Uint8Array, blockStart: number): void {
   const h = f32ToF16Bits(d);
+  if ((h & 0x7c00) === 0x7c00) {
+    throw new TritpackError(`${type} block ${blockStart / TQ_BLOCK_BYTES[type]}: scale ${d} is not a finite fp16 value`);
+  }
   const at = blockStart + TQ_BLOCK_BYTES[type] - 2;
   out[at] = h & 0xff;
   out[at + 1] = h >> 8;

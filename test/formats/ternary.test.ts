@@ -240,6 +240,13 @@ describe('formats/ternary: ggml TQ1_0 / TQ2_0', () => {
       codes[200] = 2;
       assert.throws(() => encodeTQ(type, codes, Float32Array.of(1)), (e: unknown) => e instanceof TritpackError && /element 200/.test(e.message));
       assert.throws(() => decodeTQ(type, new Uint8Array(tqByteLength(type, 256) - 1), 256), /too short/);
+      // llama.cpp refuses non-finite block scales; fp16 overflows above 65504.
+      for (const d of [NaN, Infinity, 70000]) {
+        assert.throws(() => encodeTQ(type, new Int8Array(512), Float32Array.of(1, d)), /block 1: scale .* not a finite fp16/);
+      }
+      const x = new Float32Array(256);
+      x[5] = Infinity;
+      assert.throws(() => quantizeTQReference(type, x), /block 0: scale Infinity/);
     });
   }
 
