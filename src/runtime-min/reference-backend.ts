@@ -55,34 +55,16 @@ export class ReferenceBackend implements Backend {
     const { rows, cols } = weight;
     const out = new Float32Array(n * rows);
     if (weight.kind === 'float') {
-      const data = weight.data;
-      for (let r = 0; r < rows; r++) {
-        const wo = r * cols;
-        const b = bias ? bias[r]! : 0;
-        for (let i = 0; i < n; i++) {
-          const xo = i * cols;
-          let acc = 0;
-          for (let c = 0; c < cols; c++) acc += data[wo + c]! * x[xo + c]!;
-          out[i * rows + r] = acc + b;
-        }
-      }
+      for (let r = 0; r < rows; r++) dotRowWithTokens(weight.data, r * cols, x, n, cols, out, rows, r, bias ? bias[r]! : 0);
       return out;
     }
-    const row = new Int8Array(cols);
+    // One decoded row at a time; t·scale is exact in float32 (t ∈ {−1, 0, 1}).
+    const row = new Float32Array(cols);
+    const codes = new Int8Array(cols);
     for (let r = 0; r < rows; r++) {
-      decodeRow(weight, r, row);
-      const b = bias ? bias[r]! : 0;
-      for (let i = 0; i < n; i++) {
-        const xo = i * cols;
-        let total = 0;
-        for (let g0 = 0, g = 0; g0 < cols; g0 += weight.groupSize, g++) {
-          const end = Math.min(cols, g0 + weight.groupSize);
-          let acc = 0;
-          for (let c = g0; c < end; c++) acc += row[c]! * x[xo + c]!;
-          total += acc * weight.scales[weight.scaleIndex(r, g)]!;
-        }
-        out[i * rows + r] = total + b;
-      }
+      decodeRow(weight, r, codes);
+      for (let c = 0; c < cols; c++) row[c] = codes[c]! * weight.scales[weight.scaleIndex(r, Math.floor(c / weight.groupSize))]!;
+      dotRowWithTokens(row, 0, x, n, cols, out, rows, r, bias ? bias[r]! : 0);
     }
     return out;
   }
@@ -107,24 +89,20 @@ export class ReferenceBackend implements Backend {
   matmulQ8(w: PreparedWeight, x: QuantizedActivations, bias?: Float32Array): Float32Array {
     const weight = w as RefWeight;
     if (weight.kind !== 'ternary') throw new Error(`matmulQ8 needs a ternary weight; ${weight.name} is float`);
-    const { rows, cols } = weight;
+    const { rows, cols, groupSize } = weight;
     const { n, q, scales: sx } = x;
     const out = new Float32Array(n * rows);
     const row = new Int8Array(cols);
+    const totals = new Float64Array(n);
     for (let r = 0; r < rows; r++) {
       decodeRow(weight, r, row);
-      const b = bias ? bias[r]! : 0;
-      for (let i = 0; i < n; i++) {
-        const xo = i * cols;
-        let total = 0;
-        for (let g0 = 0, g = 0; g0 < cols; g0 += weight.groupSize, g++) {
-          const end = Math.min(cols, g0 + weight.groupSize);
-          let acc = 0; // exact: |acc| ≤ 128·cols, far below 2^53
-          for (let c = g0; c < end; c++) acc += row[c]! * q[xo + c]!;
-          total += acc * weight.scales[weight.scaleIndex(r, g)]!;
-        }
-        out[i * rows + r] = total / sx[i]! + b;
+      totals.fill(0);
+      for (let g0 = 0, g = 0; g0 < cols; g0 += groupSize, g++) {
+        // Integer sums are exact (|sum| ≤ 128·cols ≪ 2^53); one scale multiply per group.
+        sumRowWithTokens(row, q, n, cols, g0, Math.min(cols, g0 + groupSize), totals, weight.scales[weight.scaleIndex(r, g)]!);
       }
+      const b = bias ? bias[r]! : 0;
+      for (let i = 0; i < n; i++) out[i * rows + r] = totals[i]! / sx[i]! + b;
     }
     return out;
   }
@@ -252,6 +230,49 @@ function prepareTernary(w: TernaryWeightSource): RefTernaryWeight {
     : w.granularity === 'channel' ? (r: number) => r
       : (r: number, g: number) => r * groupsPerRow + g;
   return { name: w.name, kind: 'ternary', rows, cols, rowBytes, codes, scales: w.scales, groupSize, scaleIndex, byteLength: codes.byteLength + w.scales.byteLength };
+}
+
+/**
+ * out[i][r] = Σ_c w[wo + c]·x[i][c] + bias for every token i; four tokens per pass over the row
+ * (each token's sum still runs in column order, so blocking does not change any result).
+ */
+function dotRowWithTokens(w: Float32Array, wo: number, x: Float32Array, n: number, cols: number, out: Float32Array, rows: number, r: number, bias: number): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const x0 = i * cols, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
+    let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (let c = 0; c < cols; c++) {
+      const wv = w[wo + c]!;
+      a0 += wv * x[x0 + c]!; a1 += wv * x[x1 + c]!; a2 += wv * x[x2 + c]!; a3 += wv * x[x3 + c]!;
+    }
+    out[i * rows + r] = a0 + bias; out[(i + 1) * rows + r] = a1 + bias; out[(i + 2) * rows + r] = a2 + bias; out[(i + 3) * rows + r] = a3 + bias;
+  }
+  for (; i < n; i++) {
+    const xo = i * cols;
+    let acc = 0;
+    for (let c = 0; c < cols; c++) acc += w[wo + c]! * x[xo + c]!;
+    out[i * rows + r] = acc + bias;
+  }
+}
+
+/** totals[i] += scale · Σ_{c∈[from,to)} t[c]·q[i][c], integer sums, four tokens per pass. */
+function sumRowWithTokens(t: Int8Array, q: Int8Array, n: number, cols: number, from: number, to: number, totals: Float64Array, scale: number): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const x0 = i * cols, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
+    let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (let c = from; c < to; c++) {
+      const tv = t[c]!;
+      a0 += tv * q[x0 + c]!; a1 += tv * q[x1 + c]!; a2 += tv * q[x2 + c]!; a3 += tv * q[x3 + c]!;
+    }
+    totals[i] += a0 * scale; totals[i + 1] += a1 * scale; totals[i + 2] += a2 * scale; totals[i + 3] += a3 * scale;
+  }
+  for (; i < n; i++) {
+    const xo = i * cols;
+    let acc = 0;
+    for (let c = from; c < to; c++) acc += t[c]! * q[xo + c]!;
+    totals[i] += acc * scale;
+  }
 }
 
 function decodeRow(w: RefTernaryWeight, r: number, out: Int8Array): void {
