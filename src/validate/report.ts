@@ -57,13 +57,11 @@ export function renderReportMarkdown(r: ValidationReport): string {
   out.push(`- Runtime: ${r.tool.name}'s bundled minimal runtime; the packed model runs on its ternary codes directly. Took ${r.seconds.toFixed(1)} s.`);
   out.push(`- Reproduce: \`tritpack validate <original> <packed> --text ${name(r.text.source)} --ctx ${r.text.ctx} --stride ${r.text.stride}`
     + `${r.text.tokens < r.text.totalTokens ? ` --max-tokens ${r.text.tokens}` : ''} --max-ppl-ratio ${t.maxPplRatio} --min-top1 ${t.minTop1} --max-kl ${t.maxKl}\``, '');
-  return out.join('\n');
+  return `${out.join('\n').trimEnd()}\n`;
 }
 
 function continuation(c: Continuation, n: number): string[] {
-  const show = (text: string, at: number | undefined) => (at === undefined
-    ? cell(text)
-    : `${cell(text.slice(0, at))}‖${text.length > at ? `*${cell(text.slice(at))}*` : ''}`);
+  const show = (text: string, at: number | undefined) => (at === undefined ? cell(text) : `${cell(text.slice(0, at))}‖${emphasis(cell(text.slice(at)))}`);
   const at = c.divergenceChar;
   const lines = [`**Prompt ${n}:** ${cell(c.prompt)}`, '', '| model | continuation |', '|---|---|'];
   lines.push(`| original | ${show(c.original.text, at?.original)} |`);
@@ -72,6 +70,12 @@ function continuation(c: Continuation, n: number): string[] {
     ? `Identical for all ${c.original.ids.length} generated tokens.`
     : `First difference at generated token ${c.divergence} (0-based).`, '');
   return lines;
+}
+
+/** Italics that render: Markdown does not open or close emphasis next to whitespace, so it stays outside. */
+function emphasis(text: string): string {
+  const m = /^(\s*)(.*?)(\s*)$/s.exec(text)!;
+  return m[2] ? `${m[1]}*${m[2]}*${m[3]}` : text;
 }
 
 /** Text made safe inside a Markdown table cell: no HTML, no table breaks, no stray emphasis. */

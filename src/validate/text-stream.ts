@@ -13,7 +13,11 @@ export class TextStreamer {
   private emitted = '';
 
   /** `contextIds` (the prompt) are never emitted but give the first tokens their left context. */
-  constructor(private readonly decode: (ids: number[]) => string, contextIds: number[] = [], lookBack = 5) {
+  private readonly decode: (ids: number[]) => string;
+
+  constructor(decode: (ids: number[]) => string, contextIds: number[] = [], lookBack = 5) {
+    // Some tokenizers (@huggingface/tokenizers) refuse to decode an empty list.
+    this.decode = (ids) => (ids.length === 0 ? '' : decode(ids));
     this.ids = [...contextIds];
     this.readOffset = this.ids.length;
     this.prefixOffset = Math.max(0, this.ids.length - lookBack);

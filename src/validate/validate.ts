@@ -110,9 +110,11 @@ export interface Continuation {
 export function compareContinuations(original: ValidateModel, packed: ValidateModel, prompts: string[], newTokens: number): Continuation[] {
   return prompts.map((prompt) => {
     const promptIds = original.tokenizer.encode(prompt);
+    // @huggingface/tokenizers refuses to decode an empty list.
+    const decode = (m: ValidateModel, ids: number[]) => (ids.length === 0 ? '' : m.tokenizer.decode(ids));
     const run = (m: ValidateModel) => {
       const ids = m.generate(promptIds, { maxNewTokens: newTokens, temperature: 0, stopAtEos: true });
-      return { ids, text: m.tokenizer.decode(ids) };
+      return { ids, text: decode(m, ids) };
     };
     const a = run(original);
     const b = run(packed);
@@ -121,7 +123,7 @@ export function compareContinuations(original: ValidateModel, packed: ValidateMo
     const divergence = d === a.ids.length && d === b.ids.length ? null : d;
     let divergenceChar: Continuation['divergenceChar'] = null;
     if (divergence !== null) {
-      const common = original.tokenizer.decode(a.ids.slice(0, d));
+      const common = decode(original, a.ids.slice(0, d));
       if (a.text.startsWith(common) && b.text.startsWith(common)) divergenceChar = { original: common.length, packed: common.length };
     }
     return { prompt, promptIds, original: a, packed: b, divergence, divergenceChar };

@@ -1,0 +1,53 @@
+import { Args, Flags } from '@oclif/core';
+import { TritpackCommand } from '../cli/base-command.js';
+import { formatCount, renderPairs } from '../cli/table.js';
+import { loadModel, AVAILABLE_BACKENDS } from '../runtime-min/index.js';
+import { evaluateTextFile, type TextEvalResult } from '../validate/evaluate.js';
+import { terminalProgress } from '../validate/progress.js';
+
+export type EvalOutput = TextEvalResult & { model: string; backend: string };
+
+export default class Eval extends TritpackCommand {
+  static override summary = 'Perplexity and mean NLL of a model (HF directory or .tpk) on a UTF-8 text file.';
+  static override description = `Tokenizes the whole text (BOS first, as transformers does), optionally keeps the first \
+--max-tokens ids, and scores it in causal windows of --ctx tokens that slide by --stride (Hugging Face's \
+perplexity recipe: each token is scored once, with up to ctx − stride tokens of context). The \
+log-softmax is taken in float64. A text shorter than one window is an error: lower --ctx.`;
+
+  static override examples = [
+    '<%= config.bin %> eval fixtures/tinystories-656K --text fixtures/text/tinystories_sample.txt --max-tokens 512',
+    '<%= config.bin %> eval model.tpk --text wiki.txt --ctx 1024 --stride 512 --json',
+  ];
+
+  static override args = {
+    model: Args.string({ description: 'HF checkpoint directory or .tpk file', required: true }),
+  };
+
+  static override flags = {
+    text: Flags.string({ description: 'UTF-8 text file to evaluate on', required: true }),
+    ctx: Flags.integer({ description: 'window length in tokens [default: 512, or the model\'s maximum if smaller]' }),
+    stride: Flags.integer({ description: 'tokens each window advances [default: --ctx, no overlap]' }),
+    'max-tokens': Flags.integer({ description: 'use only the first N tokens of the text' }),
+    backend: Flags.string({ description: `kernel backend (${AVAILABLE_BACKENDS.join(', ')})` }),
+  };
+
+  async run(): Promise<EvalOutput> {
+    const { args, flags } = await this.parse(Eval);
+    const model = await loadModel(args.model, { backend: flags.backend });
+    const progress = terminalProgress('eval', this.jsonEnabled() ? undefined : process.stderr);
+    try {
+      const result = evaluateTextFile(model, flags.text, { ctx: flags.ctx, stride: flags.stride, maxTokens: flags['max-tokens'] }, progress.update);
+      progress.done();
+      this.log(renderPairs([
+        ['perplexity', result.perplexity.toPrecision(6)],
+        ['mean NLL', `${result.meanNll.toFixed(6)} nats/token`],
+        ['tokens', `${formatCount(result.scoredTokens)} scored of ${formatCount(result.tokens)} used (${formatCount(result.totalTokens)} in ${result.text})`],
+        ['windows', `${result.windows} × ${result.ctx} tokens, stride ${result.stride}`],
+      ]));
+      this.logToStderr(`${Math.round(result.tokensPerSecond)} tokens/s (prefill, ${model.backend} backend, ${result.seconds.toFixed(2)} s)`);
+      return { ...result, model: args.model, backend: model.backend };
+    } finally {
+      model.close();
+    }
+  }
+}

@@ -1,0 +1,97 @@
+import { Args, Flags } from '@oclif/core';
+import { TritpackCommand } from '../cli/base-command.js';
+import { formatCount, renderPairs } from '../cli/table.js';
+import { AVAILABLE_BACKENDS } from '../runtime-min/index.js';
+import { parseNumberFlag } from '../validate/number-flag.js';
+import { terminalProgress } from '../validate/progress.js';
+import { runValidation } from '../validate/run.js';
+import { DEFAULT_THRESHOLDS, type ValidationReport } from '../validate/validate.js';
+
+export default class Validate extends TritpackCommand {
+  static override summary = 'Compare a packed model with its original on the same text: perplexity, KL, top-1 agreement, continuations; PASS/FAIL.';
+  static override description = `Runs both models on the same token windows and reports the perplexity of each and their \
+ratio, mean and p99 KL(original‖packed) per token, top-1 agreement, greedy continuations side by side \
+(first divergence marked) and a per-tensor table (relative Frobenius error, zero codes, γ) recomputed \
+from the original weights and the packed codes. Exit code 0 = PASS, 1 = FAIL (a threshold missed), \
+2 = usage or input error.
+
+Default thresholds: --max-ppl-ratio ${DEFAULT_THRESHOLDS.maxPplRatio}, --min-top1 ${DEFAULT_THRESHOLDS.minTop1}, \
+--max-kl ${DEFAULT_THRESHOLDS.maxKl} (a packed model that behaves like its original). A ternary-trained \
+BitNet packs losslessly and passes; post-training ternarization of an ordinary float model fails them \
+by orders of magnitude, and the report says why.`;
+
+  static override examples = [
+    '<%= config.bin %> validate fixtures/bitnet-tiny bitnet-tiny.tpk --text fixtures/text/tinystories_sample.txt --ctx 256',
+    '<%= config.bin %> validate ./Llama-3.2-1B llama.tpk --text wiki.txt --max-tokens 4096 --report report.md --embed',
+    '<%= config.bin %> validate ./model model.tpk --text eval.txt --max-ppl-ratio 1.05 --min-top1 0.95 --max-kl 0.02 --json',
+  ];
+
+  static override args = {
+    original: Args.string({ description: 'the original: HF checkpoint directory', required: true }),
+    packed: Args.string({ description: 'the packed model: .tpk file', required: true }),
+  };
+
+  static override flags = {
+    text: Flags.string({ description: 'UTF-8 text file to evaluate on', required: true }),
+    ctx: Flags.integer({ description: 'window length in tokens [default: 512, or the models\' maximum if smaller]' }),
+    stride: Flags.integer({ description: 'tokens each window advances [default: --ctx, no overlap]' }),
+    'max-tokens': Flags.integer({ description: 'use only the first N tokens of the text' }),
+    prompts: Flags.string({ description: 'file of continuation prompts, one per line [default: the opening words of the text\'s first 3 lines]' }),
+    'new-tokens': Flags.integer({ description: 'tokens generated per continuation', default: 32 }),
+    'max-ppl-ratio': Flags.string({ description: 'largest allowed perplexity(packed) / perplexity(original), ≥ 1', default: String(DEFAULT_THRESHOLDS.maxPplRatio) }),
+    'min-top1': Flags.string({ description: 'smallest allowed top-1 agreement, 0..1', default: String(DEFAULT_THRESHOLDS.minTop1) }),
+    'max-kl': Flags.string({ description: 'largest allowed mean KL(original‖packed) in nats/token, ≥ 0', default: String(DEFAULT_THRESHOLDS.maxKl) }),
+    report: Flags.string({ description: 'write the Markdown report (model-card ready) to this file' }),
+    embed: Flags.boolean({ description: 'store the report in the .tpk header, where `tritpack push` puts it on the model card', default: false }),
+    backend: Flags.string({ description: `kernel backend (${AVAILABLE_BACKENDS.join(', ')})` }),
+  };
+
+  async run(): Promise<ValidationReport> {
+    const { args, flags } = await this.parse(Validate);
+    // Parsed here, range-checked by runValidation (checkThresholds) before any model loads.
+    const thresholds = {
+      maxPplRatio: parseNumberFlag('--max-ppl-ratio', flags['max-ppl-ratio']),
+      minTop1: parseNumberFlag('--min-top1', flags['min-top1']),
+      maxKl: parseNumberFlag('--max-kl', flags['max-kl']),
+    };
+    const progress = terminalProgress('validate', this.jsonEnabled() ? undefined : process.stderr);
+    const result = await runValidation({
+      original: args.original, packed: args.packed, text: flags.text,
+      ctx: flags.ctx, stride: flags.stride, maxTokens: flags['max-tokens'],
+      promptsFile: flags.prompts, newTokens: flags['new-tokens'], thresholds,
+      reportPath: flags.report, embed: flags.embed, backend: flags.backend,
+      onProgress: progress.update,
+    });
+    progress.done();
+    this.log(renderSummary(result.report));
+    if (result.reportPath) this.logToStderr(`report written to ${result.reportPath}`);
+    if (result.embedded) this.logToStderr(`report embedded in ${args.packed}`);
+    // Exit 1 on FAIL without throwing, so --json still prints the report.
+    process.exitCode = result.exitCode;
+    return result.report;
+  }
+}
+
+function renderSummary(r: ValidationReport): string {
+  const m = r.metrics;
+  const t = r.thresholds;
+  const g = (x: number, digits = 5) => (Number.isFinite(x) ? Number(x.toPrecision(digits)).toString() : String(x));
+  const lines = [renderPairs([
+    ['perplexity', `original ${g(m.original.perplexity, 6)}, packed ${g(m.packed.perplexity, 6)}`],
+    ['mean NLL', `original ${m.original.meanNll.toFixed(6)}, packed ${m.packed.meanNll.toFixed(6)} nats/token`],
+    ['ppl ratio', `${g(m.pplRatio)} (max ${t.maxPplRatio})`],
+    ['top-1 agreement', `${g(m.top1Agreement)} (min ${t.minTop1})`],
+    ['KL mean / p99', `${g(m.klMean)} / ${g(m.klP99)} nats/token (max mean ${t.maxKl})`],
+    ['tokens', `${formatCount(m.scoredTokens)} scored, ${formatCount(m.positions)} positions compared, ${r.text.windows} window(s) of ${r.text.ctx}, stride ${r.text.stride}`],
+    ['speed', `${Math.round(r.tokensPerSecond)} tokens/s (both models, prefill), ${r.seconds.toFixed(1)} s in all`],
+  ])];
+  for (const [i, c] of r.continuations.entries()) {
+    lines.push('', `prompt ${i + 1}: ${JSON.stringify(c.prompt)}${c.divergence === null ? ' (identical)' : ` (first difference at generated token ${c.divergence})`}`);
+    lines.push(`  original: ${JSON.stringify(c.original.text)}`, `  packed:   ${JSON.stringify(c.packed.text)}`);
+  }
+  const bad = r.tensors.rows.filter((row) => row.mismatch);
+  if (bad.length > 0) lines.push('', `warning: the .tpk header's relative error disagrees with the recomputed one for ${bad.map((b) => b.name).join(', ')}`);
+  lines.push('', `ternary-trained: ${r.ternaryTraining.ternaryTrained ? 'yes' : 'no'}. ${r.ternaryTraining.note}`);
+  lines.push('', r.verdict === 'PASS' ? 'PASS' : `FAIL: ${r.reasons.join('; ')}`);
+  return lines.join('\n');
+}
