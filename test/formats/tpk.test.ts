@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pack, unpack } from 'msgpackr';
@@ -408,7 +408,7 @@ describe('formats/tpk', () => {
   it('blobs larger than the 8 MiB copy chunk verify, survive updates and report corruption in a late chunk', () => {
     const file = path.join(tmp.dir, 'big.tpk');
     const n = 20 * 1024 * 1024 + 3;
-    const big = bytes(n, 9);
+    const big = randomBytes(n);
     const tensors: Fake[] = [{ plan: { name: 'big', shape: [n], encoding: 'U8', dataLength: n }, data: big }, sampleTensors()[0]!];
     writeTpk(file, tensors);
     updateTpkHeader(file, { validation: { verdict: 'PASS' } });
