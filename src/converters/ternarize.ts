@@ -20,6 +20,8 @@ export interface TernarizedTensor {
   codes: Int8Array;
   /** f32 scale per group: 1 (tensor), rows (channel) or rows·ceil(cols/size) (group), row-major. */
   scales: Float32Array;
+  /** γ = mean|W| of each scale group (same layout as scales), for reporting. */
+  gammas: Float32Array;
   zeroFraction: number;
   /** ‖W − W'‖F / ‖W‖F in float64, W' = code · scale (0 for an all-zero W). */
   relativeError: number;
@@ -54,10 +56,11 @@ export function ternarizeAbsmean(
   const codes = new Int8Array(n);
   const stats = { zeros: 0, errSq: 0, normSq: 0 };
   let scales: Float32Array;
+  let gammas: Float32Array;
 
   if (granularity.kind === 'tensor') {
-    scales = new Float32Array(1);
-    scales[0] = quantizeRange(weights, 0, n, meanAbs(weights, 0, n, TORCH_THREADS), formula, codes, stats);
+    gammas = Float32Array.of(meanAbs(weights, 0, n, TORCH_THREADS));
+    scales = Float32Array.of(quantizeRange(weights, 0, n, gammas[0]!, formula, codes, stats));
   } else {
     let groupSize = cols;
     if (granularity.kind === 'group') {
@@ -68,6 +71,7 @@ export function ternarizeAbsmean(
     }
     const perRow = cols === 0 ? 0 : Math.ceil(cols / groupSize);
     scales = new Float32Array(rows * perRow);
+    gammas = new Float32Array(rows * perRow);
     let g = 0;
     for (let r = 0; r < rows; r++) {
       const rowStart = r * cols;
@@ -76,7 +80,9 @@ export function ternarizeAbsmean(
         const end = rowStart + Math.min(cols, c + groupSize);
         // A per-row or per-group torch mean (W.view(rows, -1, size).abs().mean(-1)) reduces each
         // group serially, so no thread split here.
-        scales[g++] = quantizeRange(weights, begin, end, meanAbs(weights, begin, end, 1), formula, codes, stats);
+        gammas[g] = meanAbs(weights, begin, end, 1);
+        scales[g] = quantizeRange(weights, begin, end, gammas[g]!, formula, codes, stats);
+        g++;
       }
     }
   }
@@ -84,6 +90,7 @@ export function ternarizeAbsmean(
   return {
     codes,
     scales,
+    gammas,
     zeroFraction: n === 0 ? 0 : stats.zeros / n,
     relativeError: stats.normSq === 0 ? 0 : Math.sqrt(stats.errSq / stats.normSq),
   };
@@ -181,12 +188,14 @@ function ceilLog2(x: number): number {
 function cascadeAbsSum(w: Float32Array, begin: number, end: number): number {
   const lanes = end - begin >= VECTOR_LANES ? VECTOR_LANES : 1;
   const row = lanes * ILP;
-  acc.fill(0);
   const vectors = Math.floor((end - begin) / lanes);
   const rows = Math.floor(vectors / ILP); // multi_row_sum's "size": rows of ILP vectors
   const levelPower = Math.max(4, Math.floor(ceilLog2(rows) / LEVELS));
   const levelStep = 2 ** levelPower;
   const levelMask = levelStep - 1; // rows < 2^27, so the shifted masks fit in 32 bits
+  // Short ranges (small groups) never reach the upper levels: clear and fold only what is used.
+  const cascaded = rows >= levelStep;
+  acc.fill(0, 0, cascaded ? LEVELS * row : row);
   let i = 0;
   let p = begin;
   while (i + levelStep <= rows) {
@@ -205,7 +214,7 @@ function cascadeAbsSum(w: Float32Array, begin: number, end: number): number {
   for (; i < rows; i++, p += row) {
     for (let m = 0; m < row; m++) acc[m] += Math.abs(w[p + m]!);
   }
-  for (let level = 1; level < LEVELS; level++) {
+  for (let level = 1; cascaded && level < LEVELS; level++) {
     for (let m = 0; m < row; m++) acc[m] += acc[level * row + m]!;
   }
   // row_sum: leftover vectors go into the first vector accumulator, then the ILP vectors fold into it.

@@ -67,6 +67,7 @@ describe('converters/ternarize: fixtures computed by torch/transformers', () => 
       const reference = ternarizeFixture(w, 'reference');
       assert.equal(sha256Hex(reference.codes), info.codes_int8_rowmajor_sha256, `${name} codes`);
       assert.equal(reference.scales[0], info['effective_scale_f32 (=1/s)'], `${name} effective scale`);
+      assert.equal(reference.gammas[0], info.gamma_mean_abs_f32, `${name} gamma`);
       assert.equal(reference.zeroFraction, info.frac_zero, `${name} zeros`);
       const paper = ternarizeFixture(w, 'paper');
       assert.equal(paper.scales[0], info.gamma_mean_abs_f32, `${name} gamma`);
@@ -91,6 +92,7 @@ describe('converters/ternarize: semantics', () => {
     const r = ternarizeAbsmean(w, 2, 2);
     assert.deepEqual(Array.from(r.codes), [1, -1, 0, 1]);
     assert.deepEqual(Array.from(r.scales), [Math.fround(1.6)]);
+    assert.deepEqual(Array.from(r.gammas), [Math.fround(1.6)]);
     assert.equal(r.zeroFraction, 0.25);
     const s = Math.fround(1.6);
     const expected = Math.sqrt(((1 - s) ** 2 + (-2 + s) ** 2 + 0.4 ** 2 + (3 - s) ** 2) / (1 + 4 + 0.16 + 9));
@@ -129,6 +131,7 @@ describe('converters/ternarize: semantics', () => {
           const part = row.subarray(g * 16, Math.min(cols, g * 16 + 16));
           const aloneGroup = ternarizeAbsmean(part, 1, part.length, { kind: 'tensor' }, formula);
           assert.equal(group.scales[r * 4 + g], aloneGroup.scales[0], `row ${r} group ${g}`);
+          assert.equal(group.gammas[r * 4 + g], aloneGroup.gammas[0]);
           assert.deepEqual(group.codes.subarray(r * cols + g * 16, r * cols + g * 16 + part.length), aloneGroup.codes);
         }
       }
