@@ -105,34 +105,22 @@ function quantizeRange(
   w: Float32Array, begin: number, end: number, gamma: number, formula: AbsmeanFormula,
   codes: Int8Array, stats: { zeros: number; errSq: number; normSq: number },
 ): number {
-  let scale: number;
+  // reference: v = fl(W·s), s = fl(1/max(γ, ε)); paper: v = fl(W/d), d = fl(γ + ε). The division
+  // is kept as a division: W·(1/d) rounds differently.
+  const reference = formula === 'reference';
+  const s = Math.fround(1 / Math.max(gamma, EPS));
+  const d = Math.fround(gamma + EPS);
+  const scale = reference ? Math.fround(1 / s) : gamma;
   let zeros = 0, errSq = 0, normSq = 0;
-  if (formula === 'reference') {
-    const s = Math.fround(1 / Math.max(gamma, EPS));
-    scale = Math.fround(1 / s);
-    for (let i = begin; i < end; i++) {
-      const x = w[i]!;
-      const v = Math.fround(x * s);
-      const t = v > 0.5 ? 1 : v < -0.5 ? -1 : 0;
-      codes[i] = t;
-      if (t === 0) zeros++;
-      const e = x - t * scale;
-      errSq += e * e;
-      normSq += x * x;
-    }
-  } else {
-    const d = Math.fround(gamma + EPS);
-    scale = gamma;
-    for (let i = begin; i < end; i++) {
-      const x = w[i]!;
-      const v = Math.fround(x / d);
-      const t = v > 0.5 ? 1 : v < -0.5 ? -1 : 0;
-      codes[i] = t;
-      if (t === 0) zeros++;
-      const e = x - t * scale;
-      errSq += e * e;
-      normSq += x * x;
-    }
+  for (let i = begin; i < end; i++) {
+    const x = w[i]!;
+    const v = reference ? Math.fround(x * s) : Math.fround(x / d);
+    const t = v > 0.5 ? 1 : v < -0.5 ? -1 : 0;
+    codes[i] = t;
+    if (t === 0) zeros++;
+    const e = x - t * scale;
+    errSq += e * e;
+    normSq += x * x;
   }
   stats.zeros += zeros;
   stats.errSq += errSq;
