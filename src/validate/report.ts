@@ -45,6 +45,10 @@ export function renderReportMarkdown(r: ValidationReport): string {
     out.push('');
   }
   out.push(r.tensors.note, '');
+  if (r.ternaryTraining.ternaryTrained && r.tensors.rows.some((row) => (row.relativeError ?? 0) > 0.01)) {
+    out.push('The relative error is measured against the float master weights; for a ternary-trained model it is large by design, '
+      + 'because the original\'s own forward pass already uses these ternary codes — the model-level checks above are what count.', '');
+  }
 
   out.push('### How this was measured', '');
   const window = r.text.windows === 1 ? `one window of ${r.text.ctx} tokens` : `${r.text.windows} windows of up to ${r.text.ctx} tokens, sliding by ${r.text.stride}`;
