@@ -97,3 +97,11 @@ export function snapshotFiles(dir: string): { path: string; size: number }[] {
 function isPresent(p: string): boolean {
   try { lstatSync(p); return true; } catch { return false; }
 }
+
+/** The repo and commit a path inside a hub cache snapshot came from (…/models--o--n/snapshots/<commit>/…). */
+export function sourceFromCachePath(p: string): { repo: string; commit: string } | undefined {
+  const m = /(?:^|[/\\])models--([^/\\]+?)[/\\]snapshots[/\\]([0-9a-f]{40})(?:[/\\]|$)/.exec(p);
+  if (!m) return undefined;
+  const repo = m[1]!.split('--').join('/');
+  return { repo, commit: m[2]! };
+}

@@ -1,7 +1,7 @@
 /**
  * Which files of a repo listing a pull fetches. By default only what tritpack loads: the config,
  * generation config, tokenizer files and safetensors weights (single or sharded, with the index),
- * plus .tpk files. Pickle weights are never fetched: unpickling runs whatever code the file carries.
+ * plus .tpk files and the model card. Pickle weights are never fetched: unpickling runs whatever code the file carries.
  */
 import { minimatch } from 'minimatch';
 import type { ListFileEntry } from '@huggingface/hub';
@@ -13,6 +13,8 @@ export const DEFAULT_INCLUDE = [
   'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json',
   'tokenizer.model', 'vocab.json', 'merges.txt', 'chat_template.jinja', 'chat_template.json',
   '*.safetensors', '*.safetensors.index.json', '*.tpk',
+  // The model card: small, and where the source's licence is declared.
+  'README.md',
 ];
 
 const PICKLE = /\.(bin|pt|pth|ckpt|pkl|pickle)$/i;
