@@ -115,8 +115,8 @@ function packSlots(packing: TernaryPacking, codes: Int8Array, from: number, used
 /**
  * Decodes codes [start, start + count) of a packed tensor into `out` (allocated when omitted) and
  * returns it. `start` may fall inside a byte, so a runtime can decode one row at a time.
- * t2 bytes holding the invalid code 3 in a decoded slot throw TritpackError; every t158 byte decodes
- * to valid codes (13 of the 256 byte values are never written, and decode like their neighbours).
+ * t2 bytes holding the invalid code 3 in a decoded slot throw TritpackError. Every t158 byte decodes
+ * to valid codes (the 13 byte values that packing never writes included), so t158 needs no check.
  */
 export function unpackTernary(packing: TernaryPacking, packed: Uint8Array, count: number, start = 0, out?: Int8Array): Int8Array {
   checkCount('ternary element count', count);
