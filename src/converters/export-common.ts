@@ -85,6 +85,16 @@ export class TpkModel {
     return toFloat32(this.tpk.readData(e.name), e.encoding);
   }
 
+  /**
+   * The name a stored tensor gets in an HF checkpoint. A tied pair stored as lm_head only is
+   * written under the input-embedding name, which transformers loads and ties the head to.
+   */
+  hfName(entry: TpkTensorEntry): string {
+    const tied = this.config['tie_word_embeddings'] !== false;
+    return tied && entry.name === 'lm_head.weight' && this.aliases['model.embed_tokens.weight'] === 'lm_head.weight'
+      ? 'model.embed_tokens.weight' : entry.name;
+  }
+
   close(): void { this.tpk.close(); }
 
   private mustEntry(name: string): TpkTensorEntry {
@@ -148,6 +158,9 @@ export function writeSideFiles(dir: string, files: Record<string, string>): stri
   }
   return written;
 }
+
+/** save_pretrained's default max_shard_size ("5GB"). */
+export const MAX_SHARD_BYTES = 5_000_000_000;
 
 export function jsonText(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;

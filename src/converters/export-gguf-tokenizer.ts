@@ -18,7 +18,7 @@ type Json = Record<string, unknown>;
 export interface GgufTokenizer { model: 'llama' | 'gpt2'; pre: string; kv: [string, GgufValue][]; warnings: string[] }
 
 /** Split regexes of known byte-level pre-tokenizers → llama.cpp's `tokenizer.ggml.pre` name. */
-const KNOWN_PRE_REGEXES: [string, string][] = [
+export const KNOWN_PRE_REGEXES: [string, string][] = [
   ["(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", 'llama-bpe'],
   ["(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", 'qwen2'],
 ];

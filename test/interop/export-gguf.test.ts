@@ -6,7 +6,7 @@ import { gguf as parseIndependently } from '@huggingface/gguf';
 import { exportGguf, permuteQKRows } from '../../src/converters/export-gguf.js';
 import { TpkModel } from '../../src/converters/export-common.js';
 import { ggufTokenizer } from '../../src/converters/export-gguf-tokenizer.js';
-import { GgufFile, GgmlType, GgufValueType } from '../../src/formats/gguf.js';
+import { GgufFile, GgufValueType } from '../../src/formats/gguf.js';
 import { toFloat32 } from '../../src/formats/dtype.js';
 import { decodeTQ, dequantizeTQ } from '../../src/formats/ternary.js';
 import { fixtureDir } from '../support/fixtures.js';

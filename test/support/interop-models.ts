@@ -6,7 +6,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { convertCheckpoint } from '../../src/converters/convert.js';
 import { f16BitsToF32, f32ToF16Bits, type DType } from '../../src/formats/dtype.js';
-import { packTernary, type TernaryPacking } from '../../src/formats/ternary.js';
+import { packTernary, packedByteLength, type TernaryPacking } from '../../src/formats/ternary.js';
+import type { TensorSource } from '../../src/converters/import-source.js';
 import { TpkWriter, type TpkPlannedTensor } from '../../src/formats/tpk.js';
 import { fixtureDir, makeTempDir, type FixtureName } from './fixtures.js';
 
@@ -51,6 +52,30 @@ export function writeHandTpk(file: string, fixture: FixtureName, tensors: HandTe
   for (const t of tensors) {
     if (t.codes) w.writeTensor(t.name, packTernary('t2', t.codes), t.scales!);
     else w.writeTensor(t.name, new Uint8Array(t.values!.buffer, t.values!.byteOffset, t.values!.byteLength));
+  }
+  w.finish();
+}
+
+/**
+ * Stand-in for the convert pipeline on a tensor source, until convert.ts takes sources (see the
+ * interop report): ternary tensors as the source gives them (codes + scales, packed t158), the
+ * rest verbatim in their dtype.
+ */
+export function tpkFromSource(source: TensorSource, file: string): void {
+  const planned: TpkPlannedTensor[] = source.tensors.map((t) => t.ternary
+    ? { name: t.name, shape: t.shape, encoding: 't158', sourceDType: t.dtype, scale: t.ternary, dataLength: packedByteLength('t158', t.shape.reduce((a, b) => a * b, 1)), scalesLength: t.ternary.count * 4 }
+    : { name: t.name, shape: t.shape, encoding: t.dtype, sourceDType: t.dtype, dataLength: t.byteLength });
+  const w = TpkWriter.create(file, {
+    formatVersion: 1, producer: { name: 'test', version: '0' }, createdAt: new Date(0).toISOString(),
+    source: { path: source.path }, files: source.sideFiles, conversion: { aliases: {} },
+  }, planned, { force: true });
+  for (const t of source.tensors) {
+    if (t.ternary) {
+      const r = source.readTernary(t.name);
+      w.writeTensor(t.name, packTernary('t158', r.codes), r.scales, r.scales.length === 1 ? { gamma: r.scales[0]! } : {});
+    } else {
+      w.writeTensor(t.name, source.readBytes(t.name));
+    }
   }
   w.finish();
 }

@@ -1,0 +1,73 @@
+/**
+ * A "tensor source": what the convert pipeline reads from when its input is not a plain float
+ * safetensors checkpoint — an HF offline-packed BitNet directory or a GGUF file. Tensors appear
+ * under their Hugging Face names and PyTorch shapes. Tensors the source already stores ternary
+ * carry `ternary` and must be taken with readTernary(): re-running absmean on their dequantized
+ * values would keep the codes but turn γ into γ·(fraction of non-zeros).
+ */
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import type { DType } from '../formats/dtype.js';
+import type { TpkScale } from '../formats/tpk.js';
+import { openGgufSource } from './import-gguf.js';
+import { isPackedHfBitnet, openHfBitnetSource } from './import-hf-bitnet.js';
+
+export interface SourceTensor {
+  name: string;
+  /** float dtype of the bytes readBytes() returns */
+  dtype: DType;
+  /** PyTorch shape (for packed tensors, the unpacked one) */
+  shape: number[];
+  byteLength: number;
+  /** present when the source stores this tensor ternary: its scale layout */
+  ternary?: Omit<TpkScale, 'count'> & { count: number };
+}
+
+export interface SourceTernary {
+  /** t ∈ {−1, 0, 1}, row-major over the PyTorch shape */
+  codes: Int8Array;
+  /** γ per scale group, f32; t·γ is the weight */
+  scales: Float32Array;
+  scale: TpkScale;
+}
+
+export interface TensorSource {
+  readonly kind: 'hf-bitnet-packed' | 'gguf';
+  readonly path: string;
+  /** the files the tensors come from (for the .tpk's source hashes) */
+  readonly files: string[];
+  /** verbatim text of config.json, tokenizer.json, … for the .tpk header (config.json always present) */
+  readonly sideFiles: Record<string, string>;
+  /** tied-weight hints in the safetensors `__metadata__` style: missing name → stored name */
+  readonly metadata: Record<string, string>;
+  /** things the user should know about the source (assumptions made while reading it) */
+  readonly warnings: string[];
+  readonly tensors: SourceTensor[];
+  get(name: string): SourceTensor | undefined;
+  /** the tensor's values in `dtype`, little-endian (ternary tensors dequantized to t·γ) */
+  readBytes(name: string): Uint8Array;
+  readTernary(name: string): SourceTernary;
+  close(): void;
+}
+
+/** Whether a path is a GGUF file (by its magic, not its extension). */
+export function looksLikeGguf(input: string): boolean {
+  if (!existsSync(input) || !statSync(input).isFile()) return false;
+  const head = Buffer.alloc(4);
+  const fd = openSync(input, 'r');
+  try {
+    readSync(fd, head, 0, 4, 0);
+  } finally {
+    closeSync(fd);
+  }
+  return head.toString('latin1') === 'GGUF';
+}
+
+/**
+ * The tensor source for an input convert cannot read as plain float safetensors: a GGUF file or
+ * an HF offline-packed BitNet directory. null means: an ordinary checkpoint, use the usual path.
+ */
+export function openTensorSource(input: string): TensorSource | null {
+  if (looksLikeGguf(input)) return openGgufSource(input);
+  if (isPackedHfBitnet(input)) return openHfBitnetSource(input);
+  return null;
+}
