@@ -6,6 +6,9 @@ import { formatBytes, formatCount, renderPairs } from '../cli/table.js';
 import { convertCheckpoint, type ConversionSummary, type ConvertEvent } from '../converters/convert.js';
 import { parseScaleGranularity } from '../converters/ternarize.js';
 import type { FloatDType } from '../formats/dtype.js';
+import { terminalProgress } from '../validate/progress.js';
+import { runValidation } from '../validate/run.js';
+import type { ValidationReport } from '../validate/validate.js';
 
 const KEEP_DTYPES: Record<string, FloatDType> = { f16: 'F16', bf16: 'BF16', f32: 'F32' };
 
@@ -19,6 +22,7 @@ usually ruined by plain absmean: the command says so, and \`tritpack validate\` 
   static override examples = [
     '<%= config.bin %> convert fixtures/tinystories-656K -o tiny.tpk',
     '<%= config.bin %> convert ./Llama-3.2-1B -o llama.tpk --packing t2 --scale channel --keep-dtype f16',
+    '<%= config.bin %> convert fixtures/bitnet-tiny -o bitnet.tpk --validate --text fixtures/text/tinystories_sample.txt',
     "<%= config.bin %> convert ./model -o model.tpk --exclude 'model.layers.0.*' --json",
   ];
 
@@ -36,9 +40,11 @@ usually ruined by plain absmean: the command says so, and \`tritpack validate\` 
     'keep-dtype': Flags.string({ description: 'store kept float tensors in this dtype (default: their source dtype, bit-identical)', options: Object.keys(KEEP_DTYPES) }),
     force: Flags.boolean({ description: 'overwrite the output file if it exists', default: false }),
     'allow-nonfinite': Flags.boolean({ description: 'convert weights holding NaN/Inf anyway (they count as 0 when ternarizing)', default: false }),
+    validate: Flags.boolean({ description: 'then compare the .tpk with the original on --text (as `tritpack validate`, default thresholds) and embed the report in the .tpk; exit 1 on FAIL', dependsOn: ['text'] }),
+    text: Flags.string({ description: 'UTF-8 evaluation text for --validate', dependsOn: ['validate'] }),
   };
 
-  async run(): Promise<ConversionSummary> {
+  async run(): Promise<ConversionSummary | (ConversionSummary & { validation: ValidationReport })> {
     const { args, flags } = await this.parse(Convert);
     const progress = new Progress(this.jsonEnabled() || !process.stderr.isTTY ? undefined : ora({ stream: process.stderr }));
     try {
@@ -57,11 +63,28 @@ usually ruined by plain absmean: the command says so, and \`tritpack validate\` 
       });
       progress.done(`wrote ${path.relative(process.cwd(), summary.output) || summary.output}`);
       this.log(renderSummary(summary));
-      return summary;
+      if (!flags.validate) return summary;
+      return { ...summary, validation: await this.validate(args.dir, summary.output, flags.text!) };
     } catch (err) {
       progress.fail();
       throw err;
     }
+  }
+
+  /** The `tritpack validate` run on the fresh file; exit 1 on FAIL without throwing, so --json still prints. */
+  private async validate(original: string, packed: string, text: string): Promise<ValidationReport> {
+    const progress = terminalProgress('validate', this.jsonEnabled() ? undefined : process.stderr);
+    const result = await runValidation({ original, packed, text, embed: true, onProgress: progress.update });
+    progress.done();
+    const m = result.report.metrics;
+    this.log(`\n${renderPairs([
+      ['perplexity', `original ${m.original.perplexity.toPrecision(6)}, packed ${m.packed.perplexity.toPrecision(6)}`],
+      ['top-1 / KL', `${m.top1Agreement.toFixed(4)} agreement, mean KL ${m.klMean.toPrecision(4)} nats/token`],
+      ['validation', result.report.verdict === 'PASS' ? 'PASS' : `FAIL: ${result.report.reasons.join('; ')}`],
+      ['report', `embedded in ${packed} (tritpack validate gives the full report)`],
+    ])}`);
+    process.exitCode = result.exitCode;
+    return result.report;
   }
 }
 

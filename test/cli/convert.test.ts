@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCli, type CliResult } from '../support/cli.js';
-import { fixtureDir, makeTempDir } from '../support/fixtures.js';
+import { fixtureDir, makeTempDir, textFixture } from '../support/fixtures.js';
 import { rawSafetensors } from '../support/convert-helpers.js';
 
 const TINY = fixtureDir('tinystories-656K');
@@ -75,6 +75,19 @@ describe('cli/convert', function () {
     const bad = runCli(['convert', fixtureDir('llama-256'), '-o', path.join(out, 'x.tpk'), '--scale', 'group:0']);
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, /group:0/);
+  });
+
+  it('--validate --text: validates the fresh .tpk, embeds the report, exits 1 on FAIL with the JSON still printed', () => {
+    const target = path.join(out, 'tiny.tpk');
+    const r = runCli(['convert', TINY, '-o', target, '--validate', '--text', textFixture('tinystories_sample.txt'), '--json']);
+    assert.equal(r.code, 1, r.stderr); // TinyStories-656K is not ternary-trained: absmean ruins it, validate says FAIL
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.ternaryTraining, 'float');
+    assert.equal(j.tensors.ternarized, 14);
+    assert.equal(j.validation.verdict, 'FAIL');
+    const inspected = JSON.parse(runCli(['inspect', target, '--json']).stdout);
+    assert.equal(inspected.tpk.validated, true);
+    assert.notEqual(runCli(['convert', TINY, '-o', path.join(out, 'x.tpk'), '--validate']).code, 0, '--validate needs --text');
   });
 
   it('truncated safetensors', () => {
