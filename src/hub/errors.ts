@@ -25,7 +25,7 @@ export function hubError(err: unknown, ctx: HubErrorContext): TritpackError {
       case 401:
         message = ctx.token
           ? `401 Unauthorized for ${where}: the token was refused (${said}); check --token / HF_TOKEN`
-          : `401 Unauthorized for ${where}: the repo is private or gated (${said}); pass a token with --token or HF_TOKEN`;
+          : `401 Unauthorized for ${where}: the repo does not exist, or is private or gated (${said}); if it is yours, pass a token with --token or HF_TOKEN`;
         break;
       case 403:
         message = `403 Forbidden for ${where}: the token has no ${ctx.action} access (${said})`;

@@ -36,3 +36,35 @@ export function formatBytes(bytes: number): string {
 export function progressLine(name: string, done: number, size: number, totalDone: number, totalSize: number, bytesPerSecond: number): string {
   return `${name}  ${formatBytes(done)} / ${formatBytes(size)}  (total ${formatBytes(totalDone)} / ${formatBytes(totalSize)})  ${formatBytes(Math.round(bytesPerSecond))}/s`;
 }
+
+/**
+ * Renders transfer progress on a stream: on a terminal one line rewritten in place (at most ~8
+ * times a second), elsewhere one line per finished file, so logs stay readable.
+ */
+export class TransferDisplay {
+  private readonly meter = new RateMeter();
+  private lastDraw = 0;
+  private drawn = false;
+  constructor(private readonly stream: NodeJS.WriteStream | undefined) {}
+
+  /** `delta` new bytes moved; then the state of the current file and of the whole transfer. */
+  update(name: string, delta: number, done: number, size: number, totalDone: number, totalSize: number): void {
+    this.meter.add(delta);
+    if (!this.stream?.isTTY) return;
+    const now = performance.now();
+    if (now - this.lastDraw < 125 && done < size) return;
+    this.lastDraw = now;
+    this.drawn = true;
+    const line = progressLine(name, done, size, totalDone, totalSize, this.meter.bytesPerSecond());
+    this.stream.write(`\r${line.slice(0, (this.stream.columns || 120) - 1)}\x1b[K`);
+  }
+
+  /** A finished step, printed on its own line. */
+  line(text: string): void {
+    if (!this.stream) return;
+    if (this.drawn) { this.stream.write('\r\x1b[K'); this.drawn = false; }
+    this.stream.write(`${text}\n`);
+  }
+
+  rate(): number { return this.meter.bytesPerSecond(); }
+}

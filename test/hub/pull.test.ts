@@ -123,7 +123,7 @@ describe('hub pull (against the local hub server)', function () {
 
   it('private repos need the token; a wrong token is a 401, an unknown repo a 404; the token never shows', async () => {
     const noToken = await rejection(pull('alice/private-tiny'));
-    assert.match(noToken.message, /^401 Unauthorized for alice\/private-tiny on http:\/\/127\.0\.0\.1:\d+: the repo is private or gated.*--token or HF_TOKEN/);
+    assert.match(noToken.message, /^401 Unauthorized for alice\/private-tiny on http:\/\/127\.0\.0\.1:\d+: the repo does not exist, or is private or gated.*--token or HF_TOKEN/);
     const wrong = 'hf_wrongTokenXYZ123456789';
     const badToken = await rejection(pull('alice/private-tiny', { token: wrong }));
     assert.match(badToken.message, /^401 Unauthorized for alice\/private-tiny .*the token was refused/);

@@ -1,0 +1,83 @@
+/**
+ * Lets every command that takes a model directory or file take a hub repo id too: a path that
+ * exists stays a path; `owner/name[@revision]` resolves to its snapshot in the hub cache when one is
+ * complete there (no network), and is pulled otherwise — never in offline mode.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { TritpackError } from '../errors.js';
+import { cachedCommit, repoFolder, snapshotDir, snapshotFiles } from './cache.js';
+import { pullModel, type PullOptions } from './pull.js';
+import { parseRepoSpec } from './repo-id.js';
+import { hubSettings } from './settings.js';
+
+export type ResolveOptions = Omit<PullOptions, 'repo'>;
+
+export interface ResolvedModel {
+  /** The directory (HF checkpoint) or file (.tpk) to load. */
+  path: string;
+  /** Set when `spec` was a repo id: where it came from (for a .tpk header's `source`). */
+  repo?: string;
+  revision?: string;
+  commit?: string;
+  /** True when this call downloaded something. */
+  pulled: boolean;
+}
+
+/** The local path for a model given as a path or a repo id. */
+export async function resolveModelPath(spec: string, options: ResolveOptions = {}): Promise<string> {
+  return (await resolveModel(spec, options)).path;
+}
+
+export async function resolveModel(spec: string, options: ResolveOptions = {}): Promise<ResolvedModel> {
+  if (existsSync(spec) || !looksLikeRepoId(spec)) return { path: spec, pulled: false };
+  const parsed = parseRepoSpec(spec)!;
+  const revision = options.revision ?? parsed.revision ?? 'main';
+  const settings = hubSettings(options);
+  const storage = repoFolder(settings.cacheDir, parsed.repo);
+  const commit = cachedCommit(storage, revision);
+  if (commit && isComplete(snapshotDir(storage, commit))) {
+    return { path: modelIn(snapshotDir(storage, commit)), repo: parsed.repo, revision, commit, pulled: false };
+  }
+  try {
+    const pulled = await pullModel({ ...options, repo: parsed.repo, revision });
+    return { path: modelIn(pulled.snapshotPath), repo: parsed.repo, revision, commit: pulled.commit, pulled: pulled.downloadedBytes > 0 };
+  } catch (err) {
+    if (err instanceof TritpackError && /^404 /.test(err.message)) {
+      throw new TritpackError(`${err.message} (and ${spec} is not a local path either)`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+/** `owner/name` or `owner/name@rev` that is not written like a path (./x, /x, x/, ~/x). */
+export function looksLikeRepoId(spec: string): boolean {
+  if (/^(\.{1,2}|~)?[/\\]/.test(spec) || spec.endsWith('/') || spec.includes('\\')) return false;
+  const parsed = parseRepoSpec(spec);
+  return parsed !== undefined && parsed.repo.includes('/');
+}
+
+/** A snapshot holds a loadable model: a .tpk, or config.json with its safetensors (every shard of an index). */
+function isComplete(dir: string): boolean {
+  if (!existsSync(dir)) return false;
+  const names = new Set(snapshotFiles(dir).map((f) => f.path));
+  if ([...names].some((n) => n.endsWith('.tpk'))) return true;
+  if (!names.has('config.json')) return false;
+  if (names.has('model.safetensors')) return true;
+  if (!names.has('model.safetensors.index.json')) return false;
+  try {
+    const index = JSON.parse(readFileSync(path.join(dir, 'model.safetensors.index.json'), 'utf8')) as { weight_map?: Record<string, string> };
+    const shards = new Set(Object.values(index.weight_map ?? {}));
+    return shards.size > 0 && [...shards].every((s) => names.has(s));
+  } catch {
+    return false;
+  }
+}
+
+/** What to load from a snapshot: the checkpoint directory, or its .tpk when that is all it holds. */
+function modelIn(dir: string): string {
+  const files = snapshotFiles(dir).map((f) => f.path);
+  const tpks = files.filter((f) => f.endsWith('.tpk'));
+  const checkpoint = files.includes('config.json') && files.some((f) => f.endsWith('.safetensors'));
+  return tpks.length === 1 && !checkpoint ? path.join(dir, tpks[0]!) : dir;
+}
