@@ -41,7 +41,7 @@ log-softmax is taken in float64. A text shorter than one window is an error: low
       this.log(renderPairs([
         ['perplexity', result.perplexity.toPrecision(6)],
         ['mean NLL', `${result.meanNll.toFixed(6)} nats/token`],
-        ['tokens', `${formatCount(result.scoredTokens)} scored of ${formatCount(result.tokens)} used (${formatCount(result.totalTokens)} in ${result.text})`],
+        ['tokens', `${formatCount(result.scoredTokens)} scored of ${formatCount(result.tokens)} used (${result.totalTokens === null ? 'from the start of' : `${formatCount(result.totalTokens)} in`} ${result.text})`],
         ['windows', `${result.windows} × ${result.ctx} tokens, stride ${result.stride}`],
       ]));
       this.logToStderr(`${Math.round(result.tokensPerSecond)} tokens/s (prefill, ${model.backend} backend, ${result.seconds.toFixed(2)} s)`);

@@ -3,7 +3,7 @@
  * batched prefill; NLL is taken from float64 log-softmax of its logits.
  */
 import { NllAccumulator, nll, type LogitsRow } from './metrics.js';
-import { readEvalText, resolveEvalInput, type EvalInputOptions, type EvalWindow } from './windows.js';
+import { readEvalText, resolveEvalInput, tokenizeText, type EvalInputOptions, type EvalWindow } from './windows.js';
 
 /** What evaluation needs of a loaded model (runtime-min's LoadedModel has it). */
 export interface EvalModel {
@@ -65,16 +65,12 @@ export function evaluatePerplexity(
   };
 }
 
-/** Tokenizes a text file whole, with the tokenizer's special tokens (BOS first), as the references do. */
-export function tokenizeEvalText(model: EvalModel, textPath: string): number[] {
-  return model.tokenizer.encode(readEvalText(textPath));
-}
-
-export interface TextEvalResult extends PerplexityResult { text: string; totalTokens: number }
+export interface TextEvalResult extends PerplexityResult { text: string; totalTokens: number | null }
 
 /** `tritpack eval`: read, tokenize, window and score a text file. */
 export function evaluateTextFile(model: EvalModel, textPath: string, options: EvalInputOptions, onProgress?: ProgressCallback): TextEvalResult {
-  const input = resolveEvalInput(tokenizeEvalText(model, textPath), options, { maxPositions: model.config.maxPositions, path: model.source.path }, textPath);
+  const tokens = tokenizeText((t) => model.tokenizer.encode(t), readEvalText(textPath), options.maxTokens);
+  const input = resolveEvalInput(tokens.ids, options, { maxPositions: model.config.maxPositions, path: model.source.path }, textPath, tokens.totalTokens);
   const result = evaluatePerplexity(model, input.ids, input.windows, input, onProgress);
   return { ...result, text: textPath, totalTokens: input.totalTokens };
 }

@@ -53,14 +53,14 @@ export function renderReportMarkdown(r: ValidationReport): string {
   out.push('### How this was measured', '');
   const window = r.text.windows === 1 ? `one window of ${r.text.ctx} tokens` : `${r.text.windows} windows of up to ${r.text.ctx} tokens, sliding by ${r.text.stride}`;
   out.push(`- Text: \`${name(r.text.source)}\`${r.text.sha256 ? ` (sha256 \`${r.text.sha256.slice(0, 16)}…\`)` : ''}, `
-    + `${fmtInt(r.text.tokens)} tokens used of ${fmtInt(r.text.totalTokens)}, read as ${window}; both models see exactly the same token windows.`);
+    + `${fmtInt(r.text.tokens)} tokens used ${r.text.totalTokens === null ? 'from its start' : `of ${fmtInt(r.text.totalTokens)}`}, read as ${window}; both models see exactly the same token windows.`);
   out.push(`- NLL over ${fmtInt(m.scoredTokens)} next-token predictions (each token scored once); perplexity = exp(mean NLL). `
     + `KL and top-1 agreement over ${fmtInt(m.positions)} positions.`);
   out.push('- Log-softmax in float64 of each model\'s float32 logits; KL(p_original ‖ p_packed) = Σ p_original (log p_original − log p_packed) per position, natural log; p99 by linear interpolation (numpy\'s default).');
   out.push('- Per-tensor relative error uses the dequantized weight W′ = code × γ; γ is the absmean scale stored with the codes.');
   out.push(`- Runtime: ${r.tool.name}'s bundled minimal runtime; the packed model runs on its ternary codes directly. Took ${r.seconds.toFixed(1)} s.`);
   out.push(`- Reproduce: \`tritpack validate <original> <packed> --text ${name(r.text.source)} --ctx ${r.text.ctx} --stride ${r.text.stride}`
-    + `${r.text.tokens < r.text.totalTokens ? ` --max-tokens ${r.text.tokens}` : ''} --max-ppl-ratio ${t.maxPplRatio} --min-top1 ${t.minTop1} --max-kl ${t.maxKl}\``, '');
+    + `${r.text.totalTokens === null || r.text.tokens < r.text.totalTokens ? ` --max-tokens ${r.text.tokens}` : ''} --max-ppl-ratio ${t.maxPplRatio} --min-top1 ${t.minTop1} --max-kl ${t.maxKl}\``, '');
   return `${out.join('\n').trimEnd()}\n`;
 }
 

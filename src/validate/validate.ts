@@ -10,7 +10,7 @@ import { TritpackError } from '../errors.js';
 import { ComparisonAccumulator } from './metrics.js';
 import { tokensRead, windowRows, type EvalModel, type ProgressCallback } from './evaluate.js';
 import { buildTensorTable, type TensorTable } from './tensors.js';
-import { readEvalText, resolveEvalInput, type EvalInputOptions } from './windows.js';
+import { readEvalText, resolveEvalInput, tokenizeText, type EvalInputOptions } from './windows.js';
 
 /** What validation needs of a loaded model (runtime-min's LoadedModel has it). */
 export interface ValidateModel extends EvalModel {
@@ -173,7 +173,7 @@ export interface ValidationReport {
   createdAt: string;
   original: { path: string; kind: string; architecture: string };
   packed: { path: string; kind: string };
-  text: { source: string; sha256?: string; totalTokens: number; tokens: number; ctx: number; stride: number; windows: number };
+  text: { source: string; sha256?: string; totalTokens: number | null; tokens: number; ctx: number; stride: number; windows: number };
   metrics: ComparisonMetrics;
   thresholds: Thresholds;
   verdict: 'PASS' | 'FAIL';
@@ -215,6 +215,7 @@ export function validateModels(options: ValidateOptions): ValidationReport {
   const { original, packed } = options;
   const started = performance.now();
   let allIds: number[];
+  let totalTokens: number | null;
   let source: string;
   let sha256: string | undefined;
   let prompts = options.prompts;
@@ -222,18 +223,20 @@ export function validateModels(options: ValidateOptions): ValidationReport {
     source = options.text.path;
     const text = readEvalText(source);
     sha256 = createHash('sha256').update(readFileSync(source)).digest('hex');
-    allIds = original.tokenizer.encode(text);
-    const packedIds = packed.tokenizer.encode(text);
-    if (packedIds.length !== allIds.length || packedIds.some((id, i) => id !== allIds[i])) {
+    const tokens = tokenizeText((t) => original.tokenizer.encode(t), text, options.maxTokens);
+    ({ ids: allIds, totalTokens } = tokens);
+    const packedIds = packed.tokenizer.encode(tokens.textUsed);
+    if ((totalTokens !== null && packedIds.length !== allIds.length) || allIds.some((id, i) => id !== packedIds[i])) {
       throw new TritpackError(`${packed.source.path}: its tokenizer splits ${source} differently from the original's (${original.source.path}); the models cannot be compared token by token`);
     }
     prompts ??= promptsFromText(text);
   } else {
     source = options.text.label;
     allIds = options.text.ids;
+    totalTokens = allIds.length;
   }
   const maxPositions = Math.min(original.config.maxPositions, packed.config.maxPositions);
-  const input = resolveEvalInput(allIds, options, { maxPositions, path: maxPositions === original.config.maxPositions ? original.source.path : packed.source.path }, source);
+  const input = resolveEvalInput(allIds, options, { maxPositions, path: maxPositions === original.config.maxPositions ? original.source.path : packed.source.path }, source, totalTokens);
   const metrics = compareModels(original, packed, input.ids, input.windows, options.onProgress);
   const evalSeconds = (performance.now() - started) / 1000;
   const continuations = compareContinuations(original, packed, prompts ?? [], options.newTokens ?? 32);

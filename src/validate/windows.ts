@@ -1,5 +1,5 @@
 /**
- * Evaluation text and windows. A text is read whole as strict UTF-8, tokenized whole (with the
+ * Evaluation text and windows. A text is read whole as strict UTF-8, tokenized (with the
  * tokenizer's special tokens, so BOS comes first as in the references), optionally cut to
  * --max-tokens ids, then covered by causal windows of --ctx tokens that slide by --stride, as in
  * Hugging Face's "Perplexity of fixed-length models" guide: every token is scored at most once,
@@ -86,7 +86,38 @@ function firstInvalidUtf8Offset(bytes: Uint8Array): number {
 }
 
 export interface EvalInputOptions { ctx?: number; stride?: number; maxTokens?: number }
-export interface ResolvedEvalInput { ids: number[]; totalTokens: number; ctx: number; stride: number; windows: EvalWindow[] }
+/** `totalTokens` is null when only a prefix of the text was tokenized (see tokenizeText). */
+export interface ResolvedEvalInput { ids: number[]; totalTokens: number | null; ctx: number; stride: number; windows: EvalWindow[] }
+
+export interface TokenizedText {
+  ids: number[];
+  /** Tokens in the whole text, or null when only a prefix was tokenized. */
+  totalTokens: number | null;
+  /** The part of the text that was tokenized. */
+  textUsed: string;
+}
+
+/** Tokens past --max-tokens that a prefix must yield before its first --max-tokens ids are trusted. */
+const PREFIX_MARGIN_TOKENS = 256;
+
+/**
+ * Tokenizes a text whole, BOS first. With --max-tokens, tokenizes growing prefixes cut at a line
+ * break instead, and stops once a prefix yields comfortably more ids than needed: a 1 MB corpus
+ * then costs what its first few kB cost. Tokenization is local (a cut can only change the last
+ * few ids before it), so the first maxTokens ids of such a prefix are those of the whole text.
+ */
+export function tokenizeText(encode: (text: string) => number[], text: string, maxTokens?: number): TokenizedText {
+  if (maxTokens !== undefined) {
+    for (let chars = Math.max(4096, maxTokens * 8); chars < text.length; chars *= 2) {
+      const lineEnd = text.lastIndexOf('\n', chars);
+      const textUsed = text.slice(0, lineEnd > chars / 2 ? lineEnd + 1 : chars);
+      const ids = encode(textUsed);
+      if (ids.length >= maxTokens + PREFIX_MARGIN_TOKENS) return { ids: ids.slice(0, maxTokens), totalTokens: null, textUsed };
+    }
+  }
+  const ids = encode(text);
+  return { ids, totalTokens: ids.length, textUsed: text };
+}
 
 /** The default window: 512 tokens, or the model's maximum if it is smaller. */
 export const DEFAULT_CTX = 512;
@@ -97,6 +128,7 @@ export const DEFAULT_CTX = 512;
  */
 export function resolveEvalInput(
   allIds: number[], options: EvalInputOptions, model: { maxPositions: number; path: string }, source: string,
+  totalTokens: number | null = allIds.length,
 ): ResolvedEvalInput {
   const ctx = options.ctx ?? Math.min(DEFAULT_CTX, model.maxPositions);
   if (!Number.isInteger(ctx) || ctx < 2) throw new TritpackError(`--ctx must be an integer ≥ 2, got ${ctx}`);
@@ -114,5 +146,5 @@ export function resolveEvalInput(
   if (ids.length < ctx) {
     throw new FormatError(source, `is ${ids.length} tokens long, shorter than one window of ${ctx} (--ctx); use a longer text or a smaller --ctx`);
   }
-  return { ids, totalTokens: allIds.length, ctx, stride, windows: planWindows(ids.length, { ctx, stride }) };
+  return { ids, totalTokens, ctx, stride, windows: planWindows(ids.length, { ctx, stride }) };
 }

@@ -33,6 +33,17 @@ describe('cli: eval', () => {
     assert.match(plain.stderr, /tokens\/s/);
   });
 
+  it('Shakespeare (1.1 MB) with --max-tokens 512 tokenizes only a prefix and matches the reference window NLL', () => {
+    const started = Date.now();
+    const r = runCli(['eval', tpk, '--text', textFixture('tinyshakespeare.txt'), '--max-tokens', '512', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    const want = loadReference('tinystories-656K').ternary_absmean.float32.nll.tinyshakespeare;
+    assert.ok(Math.abs(out.meanNll - want.mean_nll) < 1e-3, `${out.meanNll} vs ${want.mean_nll}`);
+    assert.equal(out.totalTokens, null);
+    assert.ok(Date.now() - started < 10_000, 'a prefix, not the whole corpus, was tokenized');
+  });
+
   it('one-line errors, exit 2', () => {
     const short = file('short.txt', 'Once upon a time there was a cat.');
     assertUsageError(runCli(['eval', model, '--text', short]), /short\.txt: is \d+ tokens long, shorter than one window of 512/);

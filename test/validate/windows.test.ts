@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { planWindows, readEvalText, resolveEvalInput } from '../../src/validate/windows.js';
+import { planWindows, readEvalText, resolveEvalInput, tokenizeText } from '../../src/validate/windows.js';
+import { tokenizerFromJson } from '../../src/runtime-min/tokenizer.js';
 import { TritpackError } from '../../src/errors.js';
-import { makeTempDir } from '../support/fixtures.js';
+import { fixtureDir, loadReference, makeTempDir, textFixture } from '../support/fixtures.js';
 
 /** Targets scored (p + 1 for scored positions p with a next token) and positions compared. */
 function coverage(n: number, ctx: number, stride: number) {
@@ -74,5 +75,22 @@ describe('validate/windows', () => {
     ];
     for (const [options, re] of bad) assert.throws(() => resolveEvalInput(ids, options, model, 't.txt'), re);
     assert.throws(() => resolveEvalInput(ids.slice(0, 50), { ctx: 64 }, model, 't.txt'), (err: Error) => /^t\.txt: is 50 tokens long, shorter than one window of 64/.test(err.message));
+  });
+
+  it('--max-tokens tokenizes only a prefix, and its ids are those of the whole text (reference: first 512 Shakespeare ids)', () => {
+    const dir = fixtureDir('tinystories-656K');
+    const tokenizer = tokenizerFromJson(readFileSync(path.join(dir, 'tokenizer.json'), 'utf8'), readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8'), dir);
+    const text = readEvalText(textFixture('tinyshakespeare.txt'));
+    let encodedChars = 0;
+    const encode = (t: string) => { encodedChars += t.length; return tokenizer.encode(t); };
+    const r = tokenizeText(encode, text, 512);
+    assert.deepEqual(r.ids, loadReference('tinystories-656K').tokenizer.shakespeare_ids_first512);
+    assert.equal(r.totalTokens, null);
+    assert.ok(encodedChars < 20_000, `tokenized ${encodedChars} of ${text.length} characters`);
+    assert.ok(r.textUsed.endsWith('\n'));
+    // Without a cap (or when the text is short) the whole text is tokenized.
+    const whole = tokenizeText(encode, 'Once upon a time\n', 512);
+    assert.deepEqual(whole.ids, tokenizer.encode('Once upon a time\n'));
+    assert.equal(whole.totalTokens, whole.ids.length);
   });
 });
