@@ -278,7 +278,11 @@ function tensorBytes(model: TpkModel, p: PlannedGguf, type: TQType): Uint8Array 
     let t = model.ternary(p.source);
     if (p.permuteHeads !== undefined) t = permuteTernary(t, p.permuteHeads, true);
     if (p.type === GgmlType.F16) return fromFloat32(dequantizeTernary(t), 'F16');
-    return encodeTQ(type, t.codes, tqBlockScales(t) as Float32Array);
+    const d = tqBlockScales(t) as Float32Array;
+    // d is stored as fp16: a scale outside its range would silently become 0 or Inf
+    const bad = d.find((x) => x !== 0 && (Math.abs(x) > 65504 || Math.abs(x) < 2 ** -24));
+    if (bad !== undefined) throw new TritpackError(`GGUF export: ${p.source} has scale ${bad}, outside the fp16 range of a TQ block's d`);
+    return encodeTQ(type, t.codes, d);
   }
   let values = model.float32(p.source);
   if (p.permuteHeads !== undefined) {

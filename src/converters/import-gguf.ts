@@ -10,7 +10,7 @@
  * tensors whose values are {−a, 0, +a} (a TQ export's F16 fallback) are recognised as ternary too.
  */
 import { FormatError, TritpackError } from '../errors.js';
-import { toFloat32, fromFloat32, type DType } from '../formats/dtype.js';
+import { toFloat32, fromFloat32, type DType, type FloatDType } from '../formats/dtype.js';
 import { GgmlType, GgufFile, GgufValueType, ggmlTypeName, type GgufTensorInfo } from '../formats/gguf.js';
 import { decodeTQ, type TQType } from '../formats/ternary.js';
 import type { TpkScale } from '../formats/tpk.js';
@@ -98,7 +98,7 @@ export function openGgufSource(file: string): TensorSource {
       if (tq === undefined && floatType === undefined) {
         throw new FormatError(file, `tensor ${info.name} is ${ggmlTypeName(info.type)}; convert reads GGUF tensors of type TQ1_0, TQ2_0, F16, BF16 and F32`);
       }
-      const entry: Entry = { info, tensor: { name, dtype: floatType ?? 'F16', shape, byteLength: 0 }, ...(permuteHeads !== undefined ? { permuteHeads } : {}) };
+      const entry: Entry = { info, tensor: { name, dtype: floatType ?? 'F16', shape, byteLength: 0, file }, ...(permuteHeads !== undefined ? { permuteHeads } : {}) };
       entry.tensor.byteLength = shape.reduce((a, b) => a * b, 1) * (entry.tensor.dtype === 'F32' ? 4 : 2);
       entries.set(name, entry);
     }
@@ -164,6 +164,13 @@ export function openGgufSource(file: string): TensorSource {
       if (e === undefined) throw new FormatError(file, `no tensor ${name}`);
       return e;
     };
+    /** The tensor's values in HF order (ternary ones as t·γ). */
+    const values = (e: Entry): Float32Array => {
+      const d = decode(e);
+      if (d instanceof Float32Array) return d;
+      const rows = e.tensor.shape[0]!;
+      return dequantizeTernary({ ...d, rows, cols: d.codes.length / rows });
+    };
     const tensors = [...entries.values()].map((e) => e.tensor);
     return {
       kind: 'gguf',
@@ -179,13 +186,10 @@ export function openGgufSource(file: string): TensorSource {
         if (d instanceof Float32Array) throw new FormatError(file, `tensor ${name} is not ternary`);
         return d;
       },
+      readFloat32: (name) => values(must(name)),
       readBytes: (name) => {
         const e = must(name);
-        const d = decode(e);
-        if (d instanceof Float32Array) return fromFloat32(d, e.tensor.dtype as 'F32' | 'F16' | 'BF16');
-        const rows = e.tensor.shape[0]!;
-        const values = dequantizeTernary({ ...d, rows, cols: d.codes.length / rows });
-        return fromFloat32(values, e.tensor.dtype as 'F32' | 'F16' | 'BF16');
+        return fromFloat32(values(e), e.tensor.dtype as FloatDType);
       },
       close: () => g.close(),
     };

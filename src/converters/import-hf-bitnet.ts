@@ -77,10 +77,10 @@ export function openHfBitnetSource(dir: string): TensorSource {
         const [p, cols] = info.shape as [number, number];
         const dtype = scale.dtype;
         packed.set(info.name, { weight: info.name, scale: scaleName, rows: 4 * p, cols, dtype });
-        tensors.push({ name: info.name, dtype, shape: [4 * p, cols], byteLength: 4 * p * cols * dtypeByteSize(dtype), ternary: { granularity: 'tensor', count: 1 } });
+        tensors.push({ name: info.name, dtype, shape: [4 * p, cols], byteLength: 4 * p * cols * dtypeByteSize(dtype), file: info.file, ternary: { granularity: 'tensor', count: 1 } });
       } else {
         if (scale !== undefined) throw new FormatError(info.file, `${info.name} is ${info.dtype}, but a packed weight (U8) is expected beside ${scaleName}`);
-        tensors.push({ name: info.name, dtype: info.dtype, shape: info.shape, byteLength: info.byteLength });
+        tensors.push({ name: info.name, dtype: info.dtype, shape: info.shape, byteLength: info.byteLength, file: info.file });
       }
     }
     if (packed.size === 0) throw new FormatError(dir, 'declares offline BitNet quantization but holds no packed U8 weights with weight_scale');
@@ -102,6 +102,8 @@ export function openHfBitnetSource(dir: string): TensorSource {
       return { codes, scales: Float32Array.of(gamma), scale: { granularity: 'tensor', count: 1 } };
     };
 
+    const dequantize = (p: Packed): Float32Array => dequantizeTernary({ ...readTernary(p.weight), rows: p.rows, cols: p.cols });
+
     return {
       kind: 'hf-bitnet-packed',
       path: dir,
@@ -113,8 +115,11 @@ export function openHfBitnetSource(dir: string): TensorSource {
       get: (name) => byName.get(name),
       readBytes: (name) => {
         const p = packed.get(name);
-        if (p === undefined) return ckpt.readBytes(name);
-        return fromFloat32(dequantizeTernary({ ...readTernary(name), rows: p.rows, cols: p.cols }), p.dtype);
+        return p === undefined ? ckpt.readBytes(name) : fromFloat32(dequantize(p), p.dtype);
+      },
+      readFloat32: (name) => {
+        const p = packed.get(name);
+        return p === undefined ? ckpt.readFloat32(name) : dequantize(p);
       },
       readTernary,
       close: () => ckpt.close(),

@@ -18,6 +18,8 @@ export interface SourceTensor {
   /** PyTorch shape (for packed tensors, the unpacked one) */
   shape: number[];
   byteLength: number;
+  /** the file the tensor is read from (for error messages) */
+  file: string;
   /** present when the source stores this tensor ternary: its scale layout */
   ternary?: Omit<TpkScale, 'count'> & { count: number };
 }
@@ -45,6 +47,8 @@ export interface TensorSource {
   get(name: string): SourceTensor | undefined;
   /** the tensor's values in `dtype`, little-endian (ternary tensors dequantized to t·γ) */
   readBytes(name: string): Uint8Array;
+  /** the same values as float32 */
+  readFloat32(name: string): Float32Array;
   readTernary(name: string): SourceTernary;
   close(): void;
 }
