@@ -62,8 +62,7 @@ export class ReferenceBackend implements Backend {
     const row = new Float32Array(cols);
     const codes = new Int8Array(cols);
     for (let r = 0; r < rows; r++) {
-      decodeRow(weight, r, codes);
-      for (let c = 0; c < cols; c++) row[c] = codes[c]! * weight.scales[weight.scaleIndex(r, Math.floor(c / weight.groupSize))]!;
+      decodeScaledRow(weight, r, codes, row, 0);
       dotRowWithTokens(row, 0, x, n, cols, out, rows, r, bias ? bias[r]! : 0);
     }
     return out;
@@ -118,8 +117,7 @@ export class ReferenceBackend implements Backend {
         out.set(weight.data.subarray(id * cols, (id + 1) * cols), i * cols);
         continue;
       }
-      decodeRow(weight, id, row);
-      for (let c = 0; c < cols; c++) out[i * cols + c] = row[c]! * weight.scales[weight.scaleIndex(id, Math.floor(c / weight.groupSize))]!;
+      decodeScaledRow(weight, id, row, out, i * cols);
     }
     return out;
   }
@@ -275,8 +273,25 @@ function sumRowWithTokens(t: Int8Array, q: Int8Array, n: number, cols: number, f
   }
 }
 
+/** The codes t of row r, four per byte through the lookup table. */
 function decodeRow(w: RefTernaryWeight, r: number, out: Int8Array): void {
   const o = r * w.rowBytes;
   const cols = w.cols;
-  for (let c = 0; c < cols; c++) out[c] = DECODE[w.codes[o + (c >> 2)]! * 4 + (c & 3)]!;
+  const full = cols >> 2;
+  for (let b = 0; b < full; b++) {
+    const k = w.codes[o + b]! * 4;
+    const c = b * 4;
+    out[c] = DECODE[k]!; out[c + 1] = DECODE[k + 1]!; out[c + 2] = DECODE[k + 2]!; out[c + 3] = DECODE[k + 3]!;
+  }
+  for (let c = full * 4; c < cols; c++) out[c] = DECODE[w.codes[o + full]! * 4 + (c & 3)]!;
+}
+
+/** Row r as float32 t·scale (exact: t ∈ {−1, 0, 1}) into out[at …]; `codes` is scratch. */
+function decodeScaledRow(w: RefTernaryWeight, r: number, codes: Int8Array, out: Float32Array, at: number): void {
+  decodeRow(w, r, codes);
+  for (let g0 = 0, g = 0; g0 < w.cols; g0 += w.groupSize, g++) {
+    const scale = w.scales[w.scaleIndex(r, g)]!;
+    const end = Math.min(w.cols, g0 + w.groupSize);
+    for (let c = g0; c < end; c++) out[at + c] = codes[c]! * scale;
+  }
 }
