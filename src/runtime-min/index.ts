@@ -7,6 +7,7 @@ import type { Backend } from './backend.js';
 import { normalizeConfig, type ModelConfig } from './config.js';
 import { Decoder, type DecoderState } from './model.js';
 import { ReferenceBackend } from './reference-backend.js';
+import { defaultBackendName, NativeBackend } from './backends/native.js';
 import { createSampler } from './sampling.js';
 import { openModelSource, type ModelSource } from './sources.js';
 import { tokenizerFromJson, type RuntimeTokenizer } from './tokenizer.js';
@@ -56,15 +57,19 @@ export interface LoadedModel {
   close(): void;
 }
 
-export interface LoadOptions { backend?: string }
+/** backend: 'native' | 'reference' (default: native where its addon loads); threads: native kernel threads. */
+export interface LoadOptions { backend?: string; threads?: number }
 
-const BACKENDS: Record<string, () => Backend> = { reference: () => new ReferenceBackend() };
+const BACKENDS: Record<string, (options: LoadOptions) => Backend> = {
+  reference: () => new ReferenceBackend(),
+  native: (o) => new NativeBackend({ threads: o.threads }),
+};
 export const AVAILABLE_BACKENDS = Object.keys(BACKENDS);
 
-function createBackend(name: string): Backend {
+function createBackend(name: string, options: LoadOptions): Backend {
   const make = BACKENDS[name];
   if (!make) throw new TritpackError(`unknown backend "${name}"; available: ${AVAILABLE_BACKENDS.join(', ')}`);
-  return make();
+  return make(options);
 }
 
 function parseJson(text: string, origin: string): unknown {
@@ -76,7 +81,7 @@ function parseJson(text: string, origin: string): unknown {
 }
 
 export async function loadModel(pathOrDir: string, options: LoadOptions = {}): Promise<LoadedModel> {
-  const backend = createBackend(options.backend ?? 'reference');
+  const backend = createBackend(options.backend ?? defaultBackendName(), options);
   const src = openModelSource(pathOrDir);
   try {
     const config = normalizeConfig(

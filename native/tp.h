@@ -1,0 +1,58 @@
+/*
+ * tritpack native kernels: shared declarations.
+ *
+ * Ternary compute layout ("i2x128"): each row is padded to a multiple of 128 columns and stored as
+ * 32-byte blocks; byte j of block b holds the codes c = t + 1 of columns b·128 + k·32 + j at bits
+ * 2k..2k+1 (k = 0..3). One 32-byte load and three shifts give four runs of 32 codes whose columns
+ * are contiguous, so each run meets 32 contiguous int8 activations in one `maddubs`. Padding
+ * columns hold code 0, which contributes nothing whatever the activation.
+ */
+#ifndef TP_H
+#define TP_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define TP_BLOCK_COLS 128
+#define TP_BLOCK_BYTES 32
+
+static inline int tp_row_bytes(int cols) { return (cols + TP_BLOCK_COLS - 1) / TP_BLOCK_COLS * TP_BLOCK_BYTES; }
+
+/* ---- thread pool (tp_pool.c) ---- */
+typedef void (*tp_task_fn)(void *ctx, int chunk);
+int tp_pool_set_threads(int threads); /* total participants, calling thread included; returns the count in effect */
+int tp_pool_threads(void);
+void tp_pool_run(tp_task_fn fn, void *ctx, int chunks);
+/* Rows per chunk so that chunks stay small (a busy core does not stall the others) yet not tiny. */
+int tp_chunk_rows(int rows, size_t row_bytes);
+
+/* ---- CPU features ---- */
+int tp_has_avx2(void);
+
+/* ---- ternary weights (tp_ternary.c) ---- */
+typedef struct {
+  const uint8_t *codes; /* rows × row_bytes, compute layout */
+  int rows, cols, row_bytes;
+  const float *scales;
+  int scale_mode; /* 0 tensor, 1 channel, 2 group */
+  int group_size; /* columns per scale (cols unless scale_mode == 2) */
+} tp_ternary;
+
+/* Repack codes [row0, row0+nrows) of a tritpack t2 (packing 0) or t158 (packing 1) tensor; returns the
+ * flat index of the first invalid t2 code (3), or -1. */
+long long tp_repack(int packing, const uint8_t *packed, size_t packed_len, int row0, int nrows, int cols, uint8_t *out);
+/* out[i·rows + r] = (Σ_g (Σ_c t·q exact) · scale_g) / sx[i] + bias[r], combined in double exactly as the
+ * reference backend does, so results are bit-identical to it. */
+void tp_ternary_q8(const tp_ternary *w, const int8_t *q, int n, const float *sx, const float *bias, float *out);
+/* Float activations on ternary weights: out[i·rows + r] = Σ_g scale_g · Σ_c t·x + bias[r]. */
+void tp_ternary_f32(const tp_ternary *w, const float *x, int n, const float *bias, float *out);
+/* Decode row r to floats t·scale. */
+void tp_ternary_row(const tp_ternary *w, int r, float *out);
+
+/* ---- float weights (tp_float.c) ---- */
+enum { TP_F32 = 0, TP_F16 = 1, TP_BF16 = 2 };
+void tp_float_matmul(int dtype, const void *w, int rows, int cols, const float *x, int n, const float *bias, float *out);
+/* Streaming read of `bytes` with the pool's threads; returns GB/s (best of `reps`). */
+double tp_read_bandwidth(size_t bytes, int reps);
+
+float tp_f16_to_f32(uint16_t h);
+#endif

@@ -1,0 +1,208 @@
+/*
+ * Node-API glue (plain C, node_api.h). Every entry point is a whole operation (one matmul, one
+ * repack of many rows): N-API calls cost about a microsecond, so nothing finer is exposed.
+ * Buffers are the caller's typed arrays, used in place; every length is checked here so a wrong
+ * call from JavaScript throws instead of touching memory it does not own.
+ */
+#include <node_api.h>
+#include <stdio.h>
+#include "tp.h"
+
+int tp_has_avx2(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  static int cached = -1;
+  if (cached < 0) {
+    __builtin_cpu_init();
+    cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  }
+  return cached;
+#else
+  return 0;
+#endif
+}
+
+#define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, "tritpack native: N-API call failed: " #call); return NULL; } } while (0)
+#define FAIL(...) do { char m_[256]; snprintf(m_, sizeof m_, __VA_ARGS__); napi_throw_range_error(env, NULL, m_); return NULL; } while (0)
+#define MAX_ARGS 12
+
+typedef struct { void *data; size_t bytes; int present; } view;
+
+/* A typed array argument of the given element type (null/undefined allowed when `optional`). */
+static int get_view(napi_env env, napi_value v, napi_typedarray_type want, int optional, view *out, const char *what) {
+  napi_valuetype t;
+  out->data = NULL; out->bytes = 0; out->present = 0;
+  if (napi_typeof(env, v, &t) != napi_ok) return 0;
+  if (optional && (t == napi_null || t == napi_undefined)) return 1;
+  bool is;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) { napi_throw_type_error(env, NULL, what); return 0; }
+  napi_typedarray_type type;
+  size_t length;
+  if (napi_get_typedarray_info(env, v, &type, &length, &out->data, NULL, NULL) != napi_ok || type != want) {
+    napi_throw_type_error(env, NULL, what);
+    return 0;
+  }
+  static const size_t sizes[] = { [napi_int8_array] = 1, [napi_uint8_array] = 1, [napi_float32_array] = 4, [napi_int32_array] = 4 };
+  out->bytes = length * sizes[want];
+  out->present = 1;
+  return 1;
+}
+
+static int get_int(napi_env env, napi_value v, int *out, const char *what) {
+  if (napi_get_value_int32(env, v, out) != napi_ok || *out < 0) { napi_throw_type_error(env, NULL, what); return 0; }
+  return 1;
+}
+
+static napi_value number(napi_env env, double d) { napi_value v; return napi_create_double(env, d, &v) == napi_ok ? v : NULL; }
+
+/* Reads (codes, rows, cols, scales, scaleMode, groupSize) starting at argv[0]. */
+static int get_ternary(napi_env env, napi_value *argv, tp_ternary *w) {
+  view codes, scales;
+  int mode, gs;
+  if (!get_view(env, argv[0], napi_uint8_array, 0, &codes, "codes must be a Uint8Array")) return 0;
+  if (!get_int(env, argv[1], &w->rows, "rows must be a non-negative int") || !get_int(env, argv[2], &w->cols, "cols must be a non-negative int")) return 0;
+  if (!get_view(env, argv[3], napi_float32_array, 0, &scales, "scales must be a Float32Array")) return 0;
+  if (!get_int(env, argv[4], &mode, "scaleMode must be 0, 1 or 2") || !get_int(env, argv[5], &gs, "groupSize must be a positive int")) return 0;
+  w->row_bytes = tp_row_bytes(w->cols);
+  w->codes = codes.data;
+  w->scales = scales.data;
+  w->scale_mode = mode;
+  w->group_size = mode == 2 ? gs : w->cols;
+  const size_t groups = w->group_size > 0 ? (size_t)(w->cols + w->group_size - 1) / w->group_size : 0;
+  const size_t need_scales = mode == 0 ? 1 : mode == 1 ? (size_t)w->rows : (size_t)w->rows * groups;
+  if (mode > 2 || w->cols == 0 || w->group_size == 0 || codes.bytes < (size_t)w->rows * w->row_bytes || scales.bytes < need_scales * 4) {
+    napi_throw_range_error(env, NULL, "ternary weight: codes or scales shorter than its shape needs");
+    return 0;
+  }
+  return 1;
+}
+
+static napi_value args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = MAX_ARGS;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < want) { napi_throw_type_error(env, NULL, "tritpack native: too few arguments"); return NULL; }
+  return argv[0];
+}
+
+static napi_value js_features(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value obj, v;
+  CHECK(napi_create_object(env, &obj));
+  CHECK(napi_get_boolean(env, tp_has_avx2(), &v));
+  CHECK(napi_set_named_property(env, obj, "avx2", v));
+  CHECK(napi_create_int32(env, tp_pool_threads(), &v));
+  CHECK(napi_set_named_property(env, obj, "threads", v));
+  return obj;
+}
+
+/* setThreads(n): n participants including the caller; 0 = one per online CPU. */
+static napi_value js_set_threads(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  int n;
+  if (!args(env, info, 1, argv) || !get_int(env, argv[0], &n, "threads must be a non-negative int")) return NULL;
+  return number(env, tp_pool_set_threads(n));
+}
+
+/* repack(packing 0=t2|1=t158, packed, row0, nrows, cols, out) → -1, or the flat index of an invalid t2 code */
+static napi_value js_repack(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  int packing, row0, nrows, cols;
+  view packed, out;
+  if (!args(env, info, 6, argv) || !get_int(env, argv[0], &packing, "packing") ||
+      !get_view(env, argv[1], napi_uint8_array, 0, &packed, "packed must be a Uint8Array") ||
+      !get_int(env, argv[2], &row0, "row0") || !get_int(env, argv[3], &nrows, "nrows") || !get_int(env, argv[4], &cols, "cols") ||
+      !get_view(env, argv[5], napi_uint8_array, 0, &out, "out must be a Uint8Array")) return NULL;
+  const unsigned long long end = (unsigned long long)(row0 + (unsigned long long)nrows) * cols, per = packing == 0 ? 4 : 5;
+  if (packing > 1 || packed.bytes < (end + per - 1) / per || out.bytes < (size_t)nrows * tp_row_bytes(cols)) FAIL("repack: buffers shorter than rows %d..%d × %d need", row0, row0 + nrows, cols);
+  return number(env, (double)tp_repack(packing, packed.data, packed.bytes, row0, nrows, cols, out.data));
+}
+
+/* Activations x (Int8Array or Float32Array) of n tokens × cols, bias (rows or null) and out (n × rows). */
+static int get_io(napi_env env, napi_value *argv, napi_typedarray_type xtype, int rows, int cols, view *x, int *n, view *bias, view *out) {
+  if (!get_view(env, argv[0], xtype, 0, x, "activations have the wrong typed-array type") || !get_int(env, argv[1], n, "n must be a non-negative int")) return 0;
+  if (!get_view(env, argv[2], napi_float32_array, 1, bias, "bias must be a Float32Array or null") ||
+      !get_view(env, argv[3], napi_float32_array, 0, out, "out must be a Float32Array")) return 0;
+  const size_t esz = xtype == napi_int8_array ? 1 : 4;
+  if (x->bytes < (size_t)*n * cols * esz || (bias->present && bias->bytes < (size_t)rows * 4) || out->bytes < (size_t)*n * rows * 4) {
+    napi_throw_range_error(env, NULL, "matmul: activations, bias or output shorter than the shapes need");
+    return 0;
+  }
+  return 1;
+}
+
+/* ternaryQ8(codes, rows, cols, scales, scaleMode, groupSize, q, n, bias, out, sx) */
+static napi_value js_ternary_q8(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  tp_ternary w;
+  view x, bias, out, sx;
+  int n;
+  if (!args(env, info, 11, argv) || !get_ternary(env, argv, &w) || !get_io(env, argv + 6, napi_int8_array, w.rows, w.cols, &x, &n, &bias, &out) ||
+      !get_view(env, argv[10], napi_float32_array, 0, &sx, "sx must be a Float32Array")) return NULL;
+  if (sx.bytes < (size_t)n * 4) FAIL("matmulQ8: %d activation scales needed", n);
+  tp_ternary_q8(&w, x.data, n, sx.data, bias.present ? bias.data : NULL, out.data);
+  return NULL;
+}
+
+/* ternaryF32(codes, rows, cols, scales, scaleMode, groupSize, x, n, bias, out) */
+static napi_value js_ternary_f32(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  tp_ternary w;
+  view x, bias, out;
+  int n;
+  if (!args(env, info, 10, argv) || !get_ternary(env, argv, &w) || !get_io(env, argv + 6, napi_float32_array, w.rows, w.cols, &x, &n, &bias, &out)) return NULL;
+  tp_ternary_f32(&w, x.data, n, bias.present ? bias.data : NULL, out.data);
+  return NULL;
+}
+
+/* ternaryRow(codes, rows, cols, scales, scaleMode, groupSize, row, out) */
+static napi_value js_ternary_row(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  tp_ternary w;
+  view out;
+  int r;
+  if (!args(env, info, 8, argv) || !get_ternary(env, argv, &w) || !get_int(env, argv[6], &r, "row") ||
+      !get_view(env, argv[7], napi_float32_array, 0, &out, "out must be a Float32Array")) return NULL;
+  if (r >= w.rows || out.bytes < (size_t)w.cols * 4) FAIL("ternaryRow: row %d of %d, or output too short", r, w.rows);
+  tp_ternary_row(&w, r, out.data);
+  return NULL;
+}
+
+/* floatMatmul(dtype 0=f32|1=f16|2=bf16, bytes, rows, cols, x, n, bias, out) */
+static napi_value js_float_matmul(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  int dtype, rows, cols, n;
+  view w, x, bias, out;
+  if (!args(env, info, 8, argv) || !get_int(env, argv[0], &dtype, "dtype") || !get_view(env, argv[1], napi_uint8_array, 0, &w, "weights must be a Uint8Array") ||
+      !get_int(env, argv[2], &rows, "rows") || !get_int(env, argv[3], &cols, "cols") || !get_io(env, argv + 4, napi_float32_array, rows, cols, &x, &n, &bias, &out)) return NULL;
+  if (dtype > 2 || w.bytes < (size_t)rows * cols * (dtype == TP_F32 ? 4 : 2)) FAIL("floatMatmul: weight bytes shorter than %d × %d", rows, cols);
+  tp_float_matmul(dtype, w.data, rows, cols, x.data, n, bias.present ? bias.data : NULL, out.data);
+  return NULL;
+}
+
+/* readBandwidth(bytes, reps) → GB/s of a streaming read with the pool's threads */
+static napi_value js_read_bandwidth(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  double bytes;
+  int reps;
+  if (!args(env, info, 2, argv)) return NULL;
+  CHECK(napi_get_value_double(env, argv[0], &bytes));
+  if (!get_int(env, argv[1], &reps, "reps")) return NULL;
+  return number(env, tp_read_bandwidth((size_t)bytes, reps < 1 ? 1 : reps));
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+    { "features", NULL, js_features, NULL, NULL, NULL, napi_default, NULL },
+    { "setThreads", NULL, js_set_threads, NULL, NULL, NULL, napi_default, NULL },
+    { "repack", NULL, js_repack, NULL, NULL, NULL, napi_default, NULL },
+    { "ternaryQ8", NULL, js_ternary_q8, NULL, NULL, NULL, napi_default, NULL },
+    { "ternaryF32", NULL, js_ternary_f32, NULL, NULL, NULL, napi_default, NULL },
+    { "ternaryRow", NULL, js_ternary_row, NULL, NULL, NULL, napi_default, NULL },
+    { "floatMatmul", NULL, js_float_matmul, NULL, NULL, NULL, napi_default, NULL },
+    { "readBandwidth", NULL, js_read_bandwidth, NULL, NULL, NULL, napi_default, NULL },
+  };
+  CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  tp_pool_set_threads(0);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,199 @@
+/*
+ * Float-weight kernels (embeddings, lm_head, projections kept in f32/f16/bf16) and the streaming
+ * read-bandwidth probe the benchmark uses for its roofline. Weights are read in place from the
+ * caller's buffer (no copy); f16 is widened with F16C, bf16 with a 16-bit shift.
+ */
+#include "tp.h"
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PREFETCH_AHEAD 4096
+
+float tp_f16_to_f32(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0x1f) bits = sign | 0x7f800000u | (man << 13);
+  else if (exp != 0) bits = sign | ((exp + 112) << 23) | (man << 13);
+  else if (man == 0) bits = sign;
+  else { /* subnormal: normalise */
+    int e = -1;
+    uint32_t m = man;
+    do { e++; m <<= 1; } while ((m & 0x400) == 0);
+    bits = sign | ((uint32_t)(112 - e) << 23) | ((m & 0x3ff) << 13);
+  }
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+static inline float load1(int dtype, const void *w, size_t i) {
+  if (dtype == TP_F32) return ((const float *)w)[i];
+  const uint16_t h = ((const uint16_t *)w)[i];
+  if (dtype == TP_F16) return tp_f16_to_f32(h);
+  const uint32_t bits = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256 load8(int dtype, const void *w, size_t i) {
+  if (dtype == TP_F32) return _mm256_loadu_ps((const float *)w + i);
+  const __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
+  if (dtype == TP_F16) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline float hsum8(__m256 s) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h);
+}
+
+/*
+ * Σ w·x of one row for N tokens (N = 1 decode, 4 prefill). Each token keeps two accumulator chains
+ * (even and odd 8-column steps), so the FMA latency does not cap a single token's stream, and the
+ * summation order is the same for every N: a token's result does not depend on how many tokens
+ * share the call (KV-cached decoding reproduces batched prefill exactly).
+ */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void fdot_avx2(int dtype, const void *w, size_t base, const float *x, size_t xs, int cols, float *out, const int N) {
+  const size_t esz = dtype == TP_F32 ? 4 : 2;
+  __m256 a[4][2];
+  for (int j = 0; j < N; j++) a[j][0] = a[j][1] = _mm256_setzero_ps();
+  int c = 0;
+  for (; c + 16 <= cols; c += 16) {
+    if (N == 1) _mm_prefetch((const char *)w + (base + c) * esz + PREFETCH_AHEAD, _MM_HINT_T0);
+    const __m256 w0 = load8(dtype, w, base + c), w1 = load8(dtype, w, base + c + 8);
+    for (int j = 0; j < N; j++) {
+      a[j][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + j * xs + c), a[j][0]);
+      a[j][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + j * xs + c + 8), a[j][1]);
+    }
+  }
+  if (c + 8 <= cols) {
+    const __m256 w0 = load8(dtype, w, base + c);
+    for (int j = 0; j < N; j++) a[j][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + j * xs + c), a[j][0]);
+    c += 8;
+  }
+  for (int j = 0; j < N; j++) out[j] = hsum8(_mm256_add_ps(a[j][0], a[j][1]));
+  for (; c < cols; c++) {
+    const float v = load1(dtype, w, base + c);
+    for (int j = 0; j < N; j++) out[j] += v * x[j * xs + c];
+  }
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void fdot4_avx2(int dtype, const void *w, size_t base, const float *x, size_t xs, int cols, float *out) { fdot_avx2(dtype, w, base, x, xs, cols, out, 4); }
+__attribute__((target("avx2,fma,f16c")))
+static void fdot1_avx2(int dtype, const void *w, size_t base, const float *x, int cols, float *out) { fdot_avx2(dtype, w, base, x, 0, cols, out, 1); }
+
+typedef struct {
+  int dtype, rows, cols, n, avx2, chunk_rows;
+  const void *w;
+  const float *x, *bias;
+  float *out;
+} fm_ctx;
+
+#define TOKEN_TILE 64
+
+static void fm_chunk(void *p, int chunk) {
+  const fm_ctx *k = p;
+  const int r0 = chunk * k->chunk_rows, r1 = r0 + k->chunk_rows < k->rows ? r0 + k->chunk_rows : k->rows;
+  for (int t0 = 0; t0 < k->n; t0 += TOKEN_TILE) {
+    const int t1 = t0 + TOKEN_TILE < k->n ? t0 + TOKEN_TILE : k->n;
+    for (int r = r0; r < r1; r++) {
+      const size_t base = (size_t)r * k->cols;
+      const float b = k->bias ? k->bias[r] : 0.0f;
+      int i = t0;
+      if (k->avx2) {
+        for (; i + 4 <= t1; i += 4) {
+          float d[4];
+          fdot4_avx2(k->dtype, k->w, base, k->x + (size_t)i * k->cols, (size_t)k->cols, k->cols, d);
+          for (int j = 0; j < 4; j++) k->out[(size_t)(i + j) * k->rows + r] = d[j] + b;
+        }
+        for (; i < t1; i++) {
+          float d;
+          fdot1_avx2(k->dtype, k->w, base, k->x + (size_t)i * k->cols, k->cols, &d);
+          k->out[(size_t)i * k->rows + r] = d + b;
+        }
+      } else {
+        for (; i < t1; i++) {
+          const float *x = k->x + (size_t)i * k->cols;
+          double s = 0;
+          for (int c = 0; c < k->cols; c++) s += (double)load1(k->dtype, k->w, base + c) * x[c];
+          k->out[(size_t)i * k->rows + r] = (float)(s + b);
+        }
+      }
+    }
+  }
+}
+
+void tp_float_matmul(int dtype, const void *w, int rows, int cols, const float *x, int n, const float *bias, float *out) {
+  fm_ctx k = { dtype, rows, cols, n, tp_has_avx2(), 0, w, x, bias, out };
+  const size_t row_bytes = (size_t)cols * (dtype == TP_F32 ? 4 : 2);
+  k.chunk_rows = tp_chunk_rows(rows, row_bytes * (n < 4 ? 1 : 4));
+  tp_pool_run(fm_chunk, &k, (rows + k.chunk_rows - 1) / k.chunk_rows);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* read bandwidth */
+
+#define BW_CHUNK (1 << 20)
+
+typedef struct { const uint8_t *buf; size_t bytes; uint64_t sums[1024]; } bw_ctx;
+
+__attribute__((target("avx2")))
+static uint64_t stream_avx2(const uint8_t *p, size_t len) {
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  for (size_t i = 0; i + 128 <= len; i += 128) {
+    a0 = _mm256_add_epi64(a0, _mm256_load_si256((const __m256i *)(p + i)));
+    a1 = _mm256_add_epi64(a1, _mm256_load_si256((const __m256i *)(p + i + 32)));
+    a2 = _mm256_add_epi64(a2, _mm256_load_si256((const __m256i *)(p + i + 64)));
+    a3 = _mm256_add_epi64(a3, _mm256_load_si256((const __m256i *)(p + i + 96)));
+  }
+  __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+  uint64_t lanes[4];
+  _mm256_storeu_si256((__m256i *)lanes, s);
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+
+static void bw_chunk(void *p, int chunk) {
+  bw_ctx *k = p;
+  const uint8_t *q = k->buf + (size_t)chunk * BW_CHUNK;
+  uint64_t s = 0;
+  if (tp_has_avx2()) s = stream_avx2(q, BW_CHUNK);
+  else for (size_t i = 0; i < BW_CHUNK; i += 8) { uint64_t v; memcpy(&v, q + i, 8); s += v; }
+  k->sums[chunk & 1023] += s;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+double tp_read_bandwidth(size_t bytes, int reps) {
+  bytes = (bytes + BW_CHUNK - 1) / BW_CHUNK * BW_CHUNK;
+  bw_ctx *k = calloc(1, sizeof(bw_ctx));
+  uint8_t *buf = aligned_alloc(64, bytes);
+  if (!k || !buf) { free(k); free(buf); return 0; }
+  memset(buf, 1, bytes); /* fault every page in before timing */
+  k->buf = buf;
+  k->bytes = bytes;
+  double best = 0;
+  for (int r = 0; r < reps; r++) {
+    const double t = now_s();
+    tp_pool_run(bw_chunk, k, (int)(bytes / BW_CHUNK));
+    const double gbs = bytes / (now_s() - t) / 1e9;
+    if (gbs > best) best = gbs;
+  }
+  volatile uint64_t sink = k->sums[0];
+  (void)sink;
+  free(buf);
+  free(k);
+  return best;
+}

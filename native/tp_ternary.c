@@ -1,0 +1,237 @@
+/*
+ * Ternary kernels over the i2x128 compute layout (see tp.h): repacking from tritpack's stored
+ * packings, int8-activation matmul (BitLinear) with exact integer sums, and float-activation matmul.
+ *
+ * The int8 kernel uses Σ t·x = Σ c·x − Σ x with c = t + 1 ∈ {0,1,2}: codes are unsigned, so AVX2's
+ * `maddubs` (u8 × s8 → s16 pairs, |pair| ≤ 2·2·128 = 512, never saturating) does the products, and
+ * Σ x is computed once per token and group. Sums are int32 and exact; the float combination
+ * afterwards repeats the reference backend's double-precision steps in the same order.
+ */
+#include "tp.h"
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOKEN_TILE 64   /* tokens whose activations stay in L2 while a chunk of rows passes over them */
+#define PREFETCH_AHEAD 4096
+
+static inline int code_at(const uint8_t *row, int c) {
+  return (row[(c >> 7) * TP_BLOCK_BYTES + (c & 31)] >> (2 * ((c >> 5) & 3))) & 3;
+}
+
+long long tp_repack(int packing, const uint8_t *packed, size_t packed_len, int row0, int nrows, int cols, uint8_t *out) {
+  static const uint8_t pow3[5] = { 1, 3, 9, 27, 81 };
+  const int row_bytes = tp_row_bytes(cols);
+  (void)packed_len; /* bounds are checked by the caller */
+  for (int r = 0; r < nrows; r++) {
+    uint8_t *dst = out + (size_t)r * row_bytes;
+    long long e = (long long)(row0 + r) * cols;
+    for (int c = 0; c < cols; c++, e++) {
+      int code;
+      if (packing == 0) {
+        code = (packed[e >> 2] >> (2 * (e & 3))) & 3;
+        if (code == 3) return e;
+      } else {
+        /* digit k of a base-3 fixed-point byte: ((uint8)(byte·3^k) · 3) >> 8 (docs/ternary-packing.md) */
+        code = ((uint8_t)(packed[e / 5] * pow3[e % 5]) * 3) >> 8;
+      }
+      dst[(c >> 7) * TP_BLOCK_BYTES + (c & 31)] |= (uint8_t)(code << (2 * ((c >> 5) & 3)));
+    }
+  }
+  return -1;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* int8 activations */
+
+typedef struct {
+  const tp_ternary *w;
+  const int8_t *x;      /* n × xcols, zero padded */
+  int xcols, n, groups, blocks_per_group, avx2;
+  const int32_t *xsum;  /* n × groups: Σ q over each group's real columns */
+  const float *sx, *bias;
+  float *out;
+  int chunk_rows;
+} q8_ctx;
+
+static inline float scale_of(const tp_ternary *w, int r, int g, int groups) {
+  return w->scales[w->scale_mode == 0 ? 0 : w->scale_mode == 1 ? (size_t)r : (size_t)r * groups + g];
+}
+
+__attribute__((target("avx2"), always_inline))
+static inline void dot_avx2(const uint8_t *w, const int8_t *x, size_t xs, int b0, int b1, int32_t *out, const int N) {
+  const __m256i mask = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+  __m256i acc[4];
+  for (int j = 0; j < N; j++) acc[j] = _mm256_setzero_si256();
+  for (int b = b0; b < b1; b++) {
+    const uint8_t *wb = w + (size_t)b * TP_BLOCK_BYTES;
+    if ((b & 1) == 0) _mm_prefetch((const char *)wb + PREFETCH_AHEAD, _MM_HINT_T0);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)wb);
+    const __m256i c0 = _mm256_and_si256(v, mask);
+    const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(v, 2), mask);
+    const __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+    const __m256i c3 = _mm256_and_si256(_mm256_srli_epi16(v, 6), mask);
+    for (int j = 0; j < N; j++) {
+      const int8_t *xb = x + j * xs + (size_t)b * TP_BLOCK_COLS;
+      __m256i p0 = _mm256_maddubs_epi16(c0, _mm256_loadu_si256((const __m256i *)xb));
+      __m256i p1 = _mm256_maddubs_epi16(c1, _mm256_loadu_si256((const __m256i *)(xb + 32)));
+      __m256i p2 = _mm256_maddubs_epi16(c2, _mm256_loadu_si256((const __m256i *)(xb + 64)));
+      __m256i p3 = _mm256_maddubs_epi16(c3, _mm256_loadu_si256((const __m256i *)(xb + 96)));
+      /* four pairs of ≤ 512 each: ≤ 2048 per 16-bit lane, exact */
+      __m256i s = _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3));
+      acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(s, ones));
+    }
+  }
+  for (int j = 0; j < N; j++) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc[j]), _mm256_extracti128_si256(acc[j], 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    out[j] = _mm_cvtsi128_si32(s);
+  }
+}
+
+__attribute__((target("avx2"))) static void dot4_avx2(const uint8_t *w, const int8_t *x, size_t xs, int b0, int b1, int32_t *out) { dot_avx2(w, x, xs, b0, b1, out, 4); }
+__attribute__((target("avx2"))) static void dot1_avx2(const uint8_t *w, const int8_t *x, int b0, int b1, int32_t *out) { dot_avx2(w, x, 0, b0, b1, out, 1); }
+
+/* Portable: Σ c·x over columns [c0, c1) of one row. */
+static int32_t dot_scalar(const uint8_t *row, const int8_t *x, int c0, int c1) {
+  int32_t acc = 0;
+  for (int c = c0; c < c1; c++) acc += code_at(row, c) * x[c];
+  return acc;
+}
+
+static void q8_chunk(void *p, int chunk) {
+  const q8_ctx *k = p;
+  const tp_ternary *w = k->w;
+  const int r0 = chunk * k->chunk_rows, r1 = r0 + k->chunk_rows < w->rows ? r0 + k->chunk_rows : w->rows;
+  const int nblocks = w->row_bytes / TP_BLOCK_BYTES;
+  for (int t0 = 0; t0 < k->n; t0 += TOKEN_TILE) {
+    const int t1 = t0 + TOKEN_TILE < k->n ? t0 + TOKEN_TILE : k->n;
+    for (int r = r0; r < r1; r++) {
+      const uint8_t *row = w->codes + (size_t)r * w->row_bytes;
+      const double b = k->bias ? (double)k->bias[r] : 0.0;
+      for (int i = t0; i < t1;) {
+        const int m = k->avx2 && t1 - i >= 4 ? 4 : 1;
+        double tot[4] = { 0, 0, 0, 0 };
+        for (int g = 0; g < k->groups; g++) {
+          int32_t d[4];
+          if (k->avx2) {
+            const int b0 = g * k->blocks_per_group, b1 = b0 + k->blocks_per_group < nblocks ? b0 + k->blocks_per_group : nblocks;
+            if (m == 4) dot4_avx2(row, k->x + (size_t)i * k->xcols, k->xcols, b0, b1, d);
+            else dot1_avx2(row, k->x + (size_t)i * k->xcols, b0, b1, d);
+          } else {
+            const int c0 = g * w->group_size, c1 = c0 + w->group_size < w->cols ? c0 + w->group_size : w->cols;
+            d[0] = dot_scalar(row, k->x + (size_t)i * k->xcols, c0, c1);
+          }
+          const double s = (double)scale_of(w, r, g, k->groups);
+          for (int j = 0; j < m; j++) tot[j] += (double)(d[j] - k->xsum[(size_t)(i + j) * k->groups + g]) * s;
+        }
+        for (int j = 0; j < m; j++) k->out[(size_t)(i + j) * w->rows + r] = (float)(tot[j] / (double)k->sx[i + j] + b);
+        i += m;
+      }
+    }
+  }
+}
+
+void tp_ternary_q8(const tp_ternary *w, const int8_t *q, int n, const float *sx, const float *bias, float *out) {
+  const int groups = (w->cols + w->group_size - 1) / w->group_size;
+  const int avx2 = tp_has_avx2() && (groups == 1 || w->group_size % TP_BLOCK_COLS == 0);
+  const int xcols = w->row_bytes / TP_BLOCK_BYTES * TP_BLOCK_COLS;
+  int8_t *x = calloc((size_t)n * xcols + 64, 1);
+  int32_t *xsum = calloc((size_t)n * groups, sizeof(int32_t));
+  for (int i = 0; i < n; i++) {
+    memcpy(x + (size_t)i * xcols, q + (size_t)i * w->cols, (size_t)w->cols);
+    for (int c = 0; c < w->cols; c++) xsum[(size_t)i * groups + c / w->group_size] += q[(size_t)i * w->cols + c];
+  }
+  q8_ctx k = { w, x, xcols, n, groups, groups == 1 ? xcols / TP_BLOCK_COLS : w->group_size / TP_BLOCK_COLS, avx2, xsum, sx, bias, out, 0 };
+  k.chunk_rows = tp_chunk_rows(w->rows, (size_t)w->row_bytes * (n < 4 ? 1 : 4));
+  tp_pool_run(q8_chunk, &k, (w->rows + k.chunk_rows - 1) / k.chunk_rows);
+  free(x);
+  free(xsum);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* float activations */
+
+typedef struct {
+  const tp_ternary *w;
+  const float *x; /* n × xcols, zero padded */
+  int xcols, n, groups, avx2;
+  const float *bias;
+  float *out;
+  int chunk_rows;
+} f32_ctx;
+
+/* Σ t·x over blocks [b0, b1) of one row, float32 lanes. */
+__attribute__((target("avx2,fma")))
+static float tdot_avx2(const uint8_t *w, const float *x, int b0, int b1) {
+  const __m256i mask = _mm256_set1_epi8(3);
+  const __m256 one = _mm256_set1_ps(1.0f);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  for (int b = b0; b < b1; b++) {
+    const uint8_t *wb = w + (size_t)b * TP_BLOCK_BYTES;
+    _mm_prefetch((const char *)wb + PREFETCH_AHEAD, _MM_HINT_T0);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)wb);
+    for (int k = 0; k < 4; k++) {
+      const __m256i c = _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_set1_epi32(2 * k)), mask);
+      const float *xb = x + (size_t)b * TP_BLOCK_COLS + k * 32;
+      const __m128i lo = _mm256_castsi256_si128(c), hi = _mm256_extracti128_si256(c, 1);
+      const __m128i parts[4] = { lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8) };
+      for (int p = 0; p < 4; p++) {
+        const __m256 t = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[p])), one);
+        if (p & 1) acc1 = _mm256_fmadd_ps(t, _mm256_loadu_ps(xb + 8 * p), acc1);
+        else acc0 = _mm256_fmadd_ps(t, _mm256_loadu_ps(xb + 8 * p), acc0);
+      }
+    }
+  }
+  __m256 s = _mm256_add_ps(acc0, acc1);
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h);
+}
+
+static void f32_chunk(void *p, int chunk) {
+  const f32_ctx *k = p;
+  const tp_ternary *w = k->w;
+  const int r0 = chunk * k->chunk_rows, r1 = r0 + k->chunk_rows < w->rows ? r0 + k->chunk_rows : w->rows;
+  const int nblocks = w->row_bytes / TP_BLOCK_BYTES, bpg = k->groups == 1 ? nblocks : w->group_size / TP_BLOCK_COLS;
+  for (int r = r0; r < r1; r++) {
+    const uint8_t *row = w->codes + (size_t)r * w->row_bytes;
+    const double b = k->bias ? (double)k->bias[r] : 0.0;
+    for (int i = 0; i < k->n; i++) {
+      const float *x = k->x + (size_t)i * k->xcols;
+      double tot = 0;
+      for (int g = 0; g < k->groups; g++) {
+        double d;
+        if (k->avx2) {
+          const int b0 = g * bpg, b1 = b0 + bpg < nblocks ? b0 + bpg : nblocks;
+          d = tdot_avx2(row, x, b0, b1);
+        } else {
+          const int c0 = g * w->group_size, c1 = c0 + w->group_size < w->cols ? c0 + w->group_size : w->cols;
+          d = 0;
+          for (int c = c0; c < c1; c++) d += (double)(code_at(row, c) - 1) * x[c];
+        }
+        tot += d * (double)scale_of(w, r, g, k->groups);
+      }
+      k->out[(size_t)i * w->rows + r] = (float)(tot + b);
+    }
+  }
+}
+
+void tp_ternary_f32(const tp_ternary *w, const float *x, int n, const float *bias, float *out) {
+  const int groups = (w->cols + w->group_size - 1) / w->group_size;
+  const int xcols = w->row_bytes / TP_BLOCK_BYTES * TP_BLOCK_COLS;
+  float *xp = calloc((size_t)n * xcols + 16, sizeof(float));
+  for (int i = 0; i < n; i++) memcpy(xp + (size_t)i * xcols, x + (size_t)i * w->cols, (size_t)w->cols * sizeof(float));
+  f32_ctx k = { w, xp, xcols, n, groups, tp_has_avx2() && (groups == 1 || w->group_size % TP_BLOCK_COLS == 0), bias, out, 0 };
+  k.chunk_rows = tp_chunk_rows(w->rows, (size_t)w->row_bytes);
+  tp_pool_run(f32_chunk, &k, (w->rows + k.chunk_rows - 1) / k.chunk_rows);
+  free(xp);
+}
+
+void tp_ternary_row(const tp_ternary *w, int r, float *out) {
+  const int groups = (w->cols + w->group_size - 1) / w->group_size;
+  const uint8_t *row = w->codes + (size_t)r * w->row_bytes;
+  for (int c = 0; c < w->cols; c++) out[c] = (float)(code_at(row, c) - 1) * scale_of(w, r, c / w->group_size, groups);
+}

@@ -1,0 +1,151 @@
+/**
+ * The native backend: the matmuls run in tritpack's Node-API addon (native/, built by node-gyp at
+ * install), everything element-wise stays with the reference backend (it is a small share of the
+ * work and defines the rounding the model tests rely on).
+ *
+ * Ternary weights are repacked once at load into the addon's compute layout (2-bit codes in
+ * 128-column blocks, see native/tp.h); float weights are used in place from their stored bytes.
+ * `matmulQ8` is bit-identical to the reference (exact integer sums, then the same double-precision
+ * steps); float matmuls accumulate in float32 lanes and agree to rounding.
+ */
+import { createRequire } from 'node:module';
+import { TritpackError } from '../../errors.js';
+import { dtypeByteSize, toFloat32, type FloatDType } from '../../formats/dtype.js';
+import { packedByteLength } from '../../formats/ternary.js';
+import type { Backend, PreparedWeight, QuantizedActivations, WeightSource } from '../backend.js';
+import { ReferenceBackend } from '../reference-backend.js';
+
+/** The addon's entry points (native/tp_addon.c). */
+export interface NativeAddon {
+  features(): { avx2: boolean; threads: number };
+  setThreads(threads: number): number;
+  repack(packing: number, packed: Uint8Array, row0: number, nrows: number, cols: number, out: Uint8Array): number;
+  ternaryQ8(codes: Uint8Array, rows: number, cols: number, scales: Float32Array, scaleMode: number, groupSize: number,
+    q: Int8Array, n: number, bias: Float32Array | null, out: Float32Array, sx: Float32Array): void;
+  ternaryF32(codes: Uint8Array, rows: number, cols: number, scales: Float32Array, scaleMode: number, groupSize: number,
+    x: Float32Array, n: number, bias: Float32Array | null, out: Float32Array): void;
+  ternaryRow(codes: Uint8Array, rows: number, cols: number, scales: Float32Array, scaleMode: number, groupSize: number, row: number, out: Float32Array): void;
+  floatMatmul(dtype: number, bytes: Uint8Array, rows: number, cols: number, x: Float32Array, n: number, bias: Float32Array | null, out: Float32Array): void;
+  readBandwidth(bytes: number, reps: number): number;
+}
+
+let loaded: { addon: NativeAddon } | { error: string } | undefined;
+
+/** The addon, or null with the reason it could not be loaded (not built, other platform). */
+export function loadNativeAddon(): NativeAddon | null {
+  if (!loaded) {
+    try {
+      // Same relative path from src/runtime-min/backends (tsx) and dist/runtime-min/backends (built).
+      loaded = { addon: createRequire(import.meta.url)('../../../build/Release/tritpack_native.node') as NativeAddon };
+    } catch (err) {
+      loaded = { error: (err as Error).message.split('\n')[0]! };
+    }
+  }
+  return 'addon' in loaded ? loaded.addon : null;
+}
+
+export function nativeUnavailableReason(): string | null {
+  loadNativeAddon();
+  return loaded && 'error' in loaded ? loaded.error : null;
+}
+
+const FLOAT_CODES = { F32: 0, F16: 1, BF16: 2 } as const;
+const SCALE_MODES = { tensor: 0, channel: 1, group: 2 } as const;
+
+interface NativeFloatWeight extends PreparedWeight { kind: 'float'; dtype: FloatDType; bytes: Uint8Array }
+interface NativeTernaryWeight extends PreparedWeight {
+  kind: 'ternary';
+  codes: Uint8Array;      // compute layout, rows × ceil(cols/128)·32 bytes
+  scales: Float32Array;
+  scaleMode: number;
+  groupSize: number;
+}
+type NativeWeight = NativeFloatWeight | NativeTernaryWeight;
+
+export interface NativeBackendOptions {
+  /** Threads for the kernels, the calling thread included (default: one per online CPU). Process-wide. */
+  threads?: number;
+}
+
+export class NativeBackend implements Backend {
+  readonly name = 'native';
+  private readonly addon: NativeAddon;
+  private readonly ref = new ReferenceBackend();
+
+  constructor(options: NativeBackendOptions = {}) {
+    const addon = loadNativeAddon();
+    if (!addon) throw new TritpackError(`the native backend is not available: ${nativeUnavailableReason()} (build it with \`npm rebuild tritpack\` or use --backend reference)`);
+    this.addon = addon;
+    if (options.threads !== undefined) {
+      if (!Number.isInteger(options.threads) || options.threads < 1) throw new TritpackError(`threads must be a positive integer, got ${options.threads}`);
+      addon.setThreads(options.threads);
+    }
+  }
+
+  /** Threads the kernels use now, the calling thread included. */
+  get threads(): number {
+    return this.addon.features().threads;
+  }
+
+  prepare(weight: WeightSource): PreparedWeight {
+    const { name, rows, cols } = weight;
+    if (weight.kind === 'float') {
+      // Used in place: no float32 copy of an f16/bf16 tensor.
+      return { name, kind: 'float', rows, cols, dtype: weight.dtype, bytes: weight.bytes, byteLength: weight.bytes.byteLength } as NativeFloatWeight;
+    }
+    const need = packedByteLength(weight.packing, rows * cols);
+    if (weight.packed.length < need) throw new TritpackError(`${name}: ${weight.packing} data holds ${weight.packed.length} bytes, [${rows}, ${cols}] needs ${need}`);
+    const codes = new Uint8Array(rows * Math.ceil(cols / 128) * 32);
+    const bad = this.addon.repack(weight.packing === 't2' ? 0 : 1, weight.packed, 0, rows, cols, codes);
+    if (bad >= 0) throw new TritpackError(`${name}: t2 data holds the invalid code 3 at element ${bad}`);
+    const groupSize = weight.granularity === 'group' ? weight.groupSize! : cols;
+    return {
+      name, kind: 'ternary', rows, cols, codes, scales: weight.scales, scaleMode: SCALE_MODES[weight.granularity], groupSize,
+      byteLength: codes.byteLength + weight.scales.byteLength,
+    } as NativeTernaryWeight;
+  }
+
+  matmul(w: PreparedWeight, x: Float32Array, n: number, bias?: Float32Array): Float32Array {
+    const weight = w as NativeWeight;
+    const out = new Float32Array(n * weight.rows);
+    if (weight.kind === 'float') this.addon.floatMatmul(FLOAT_CODES[weight.dtype], weight.bytes, weight.rows, weight.cols, x, n, bias ?? null, out);
+    else this.addon.ternaryF32(weight.codes, weight.rows, weight.cols, weight.scales, weight.scaleMode, weight.groupSize, x, n, bias ?? null, out);
+    return out;
+  }
+
+  matmulQ8(w: PreparedWeight, x: QuantizedActivations, bias?: Float32Array): Float32Array {
+    const weight = w as NativeWeight;
+    if (weight.kind !== 'ternary') throw new Error(`matmulQ8 needs a ternary weight; ${weight.name} is float`);
+    const out = new Float32Array(x.n * weight.rows);
+    this.addon.ternaryQ8(weight.codes, weight.rows, weight.cols, weight.scales, weight.scaleMode, weight.groupSize, x.q, x.n, bias ?? null, out, x.scales);
+    return out;
+  }
+
+  gatherRows(w: PreparedWeight, ids: ArrayLike<number>): Float32Array {
+    const weight = w as NativeWeight;
+    const { cols } = weight;
+    const out = new Float32Array(ids.length * cols);
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (weight.kind === 'ternary') {
+        this.addon.ternaryRow(weight.codes, weight.rows, cols, weight.scales, weight.scaleMode, weight.groupSize, id, out.subarray(i * cols, (i + 1) * cols));
+        continue;
+      }
+      const rowBytes = cols * dtypeByteSize(weight.dtype);
+      out.set(toFloat32(weight.bytes.subarray(id * rowBytes, (id + 1) * rowBytes), weight.dtype), i * cols);
+    }
+    return out;
+  }
+
+  quantizeActivations(x: Float32Array, n: number, cols: number): QuantizedActivations { return this.ref.quantizeActivations(x, n, cols); }
+  rmsnorm(x: Float32Array, n: number, cols: number, weight: Float32Array, eps: number): Float32Array { return this.ref.rmsnorm(x, n, cols, weight, eps); }
+  rope(x: Float32Array, n: number, heads: number, headDim: number, cos: Float32Array, sin: Float32Array): void { this.ref.rope(x, n, heads, headDim, cos, sin); }
+  attention(...args: Parameters<Backend['attention']>): Float32Array { return this.ref.attention(...args); }
+  gatedActivation(gate: Float32Array, up: Float32Array, act: 'silu' | 'relu2'): Float32Array { return this.ref.gatedActivation(gate, up, act); }
+  addInPlace(x: Float32Array, y: Float32Array): void { this.ref.addInPlace(x, y); }
+}
+
+/** The backend loadModel uses when none is named: native where the addon loads, else the reference. */
+export function defaultBackendName(): 'native' | 'reference' {
+  return loadNativeAddon() ? 'native' : 'reference';
+}

@@ -1,0 +1,249 @@
+/**
+ * The native backend against the TypeScript reference backend: every kernel on random shapes
+ * (odd column counts, partial 128-column blocks, token counts around the kernels' 4-token and
+ * 64-token tiles, every scale granularity, both packings), then the fixture models' reference
+ * checks run on it. Integer paths must agree bit for bit; float paths to float32 rounding.
+ */
+import assert from 'node:assert/strict';
+import { fromFloat32, type FloatDType } from '../../src/formats/dtype.js';
+import { packTernary, type TernaryPacking } from '../../src/formats/ternary.js';
+import { loadModel, ReferenceBackend, type LoadedModel, type TernaryWeightSource } from '../../src/runtime-min/index.js';
+import { loadNativeAddon, NativeBackend, nativeUnavailableReason } from '../../src/runtime-min/backends/native.js';
+import { fixtureDir, loadReference } from '../support/fixtures.js';
+import { commonPrefix, maxAbsDiff, meanNll, top1 } from '../support/runtime-helpers.js';
+
+const addon = loadNativeAddon();
+
+/** Deterministic xorshift32 so a failure reproduces. */
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    return s / 2 ** 32;
+  };
+}
+
+function randomFloats(rand: () => number, count: number, scale = 1): Float32Array {
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) out[i] = (rand() * 2 - 1) * scale;
+  return out;
+}
+
+function ternarySource(rand: () => number, rows: number, cols: number, packing: TernaryPacking, granularity: 'tensor' | 'channel' | 'group', groupSize = 0): TernaryWeightSource {
+  const codes = new Int8Array(rows * cols);
+  for (let i = 0; i < codes.length; i++) codes[i] = Math.floor(rand() * 3) - 1;
+  const count = granularity === 'tensor' ? 1 : granularity === 'channel' ? rows : rows * Math.ceil(cols / groupSize);
+  const scales = randomFloats(rand, count, 0.05).map((v) => Math.abs(v) + 1e-3);
+  return { kind: 'ternary', name: `t${rows}x${cols}`, rows, cols, packing, packed: packTernary(packing, codes), scales, granularity, ...(granularity === 'group' ? { groupSize } : {}) };
+}
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
+/** |a − b| ≤ tol · Σ|w·x| for each output: float32 accumulation error relative to the dot's magnitude. */
+function assertClose(got: Float32Array, want: Float32Array, magnitude: Float64Array, tol: number, what: string): void {
+  assert.equal(got.length, want.length, what);
+  for (let i = 0; i < got.length; i++) {
+    const err = Math.abs(got[i]! - want[i]!);
+    assert.ok(err <= tol * magnitude[i]! + 1e-30, `${what}: output ${i}: ${got[i]} vs ${want[i]} (|Σ|w·x|| = ${magnitude[i]})`);
+  }
+}
+
+/** Σ|w·x| per output [n × rows] from float32 weights (the error bound's scale). */
+function magnitudes(w: Float32Array, rows: number, cols: number, x: Float32Array, n: number): Float64Array {
+  const out = new Float64Array(n * rows);
+  for (let i = 0; i < n; i++) for (let r = 0; r < rows; r++) {
+    let s = 0;
+    for (let c = 0; c < cols; c++) s += Math.abs(w[r * cols + c]! * x[i * cols + c]!);
+    out[i * rows + r] = s;
+  }
+  return out;
+}
+
+const SHAPES: [rows: number, cols: number, n: number][] = [[1, 1, 1], [3, 5, 2], [7, 127, 4], [9, 128, 5], [5, 129, 3], [17, 300, 9], [33, 513, 1], [12, 640, 70], [64, 256, 8]];
+
+describe('runtime: native backend kernels vs the reference backend', function () {
+  before(function () {
+    if (!addon) this.skip(); // the reason is printed by the next suite's skip
+  });
+  const ref = new ReferenceBackend();
+  let native: NativeBackend;
+  before(() => { native = new NativeBackend(); });
+
+  for (const packing of ['t2', 't158'] as const) {
+    for (const [granularity, groupSize] of [['tensor', 0], ['channel', 0], ['group', 128], ['group', 256], ['group', 64], ['group', 50]] as const) {
+      it(`matmulQ8 is bit-identical: ${packing}, ${granularity}${groupSize ? ` ${groupSize}` : ''}, odd shapes, with and without bias`, () => {
+        const rand = rng(packing.length * 1000 + groupSize + granularity.length);
+        for (const [rows, cols, n] of SHAPES) {
+          if (granularity === 'group' && groupSize > cols && cols > 1) continue;
+          const src = ternarySource(rand, rows, cols, packing, granularity, groupSize || undefined);
+          const x = randomFloats(rand, n * cols, 3);
+          const q = ref.quantizeActivations(x, n, cols);
+          const bias = rand() < 0.5 ? randomFloats(rand, rows) : undefined;
+          const want = ref.matmulQ8(ref.prepare(src), q, bias);
+          const got = native.matmulQ8(native.prepare(src), q, bias);
+          assert.ok(sameBits(got, want), `[${rows}×${cols}] n=${n}: max diff ${maxAbsDiff(got, want)}`);
+        }
+      });
+    }
+  }
+
+  it('matmulQ8 stays bit-identical at the activation extremes (q = −128 and 127 everywhere)', () => {
+    const rand = rng(7);
+    for (const fill of [-128, 127]) {
+      const src = ternarySource(rand, 40, 1000, 't2', 'channel');
+      const q = { n: 5, cols: 1000, q: new Int8Array(5000).fill(fill), scales: randomFloats(rand, 5, 10).map(Math.abs) };
+      assert.ok(sameBits(native.matmulQ8(native.prepare(src), q), ref.matmulQ8(ref.prepare(src), q)));
+    }
+  });
+
+  it('ternary weights with float activations (matmul) agree to float32 rounding', () => {
+    const rand = rng(11);
+    for (const [granularity, groupSize] of [['tensor', 0], ['channel', 0], ['group', 128], ['group', 50]] as const) {
+      for (const [rows, cols, n] of SHAPES) {
+        if (granularity === 'group' && groupSize > cols && cols > 1) continue;
+        const src = ternarySource(rand, rows, cols, 't158', granularity, groupSize || undefined);
+        const rw = ref.prepare(src);
+        const dense = ref.gatherRows(rw, Array.from({ length: rows }, (_, r) => r));
+        const x = randomFloats(rand, n * cols);
+        const bias = randomFloats(rand, rows);
+        const got = native.matmul(native.prepare(src), x, n, bias);
+        assertClose(got, ref.matmul(rw, x, n, bias), magnitudes(dense, rows, cols, x, n).map((m, i) => m + Math.abs(bias[i % rows]!)), 2e-6, `${granularity} [${rows}×${cols}] n=${n}`);
+      }
+    }
+  });
+
+  for (const dtype of ['F32', 'F16', 'BF16'] as const) {
+    it(`${dtype} matmul agrees to float32 rounding and gatherRows is exact`, () => {
+      const rand = rng(dtype.length * 31);
+      for (const [rows, cols, n] of [...SHAPES, [40, 2048, 3] as [number, number, number]]) {
+        const w = randomFloats(rand, rows * cols);
+        const src = { kind: 'float' as const, name: 'w', rows, cols, dtype: dtype as FloatDType, bytes: fromFloat32(w, dtype) };
+        const rw = ref.prepare(src);
+        const nw = native.prepare(src);
+        const x = randomFloats(rand, n * cols);
+        const dense = ref.gatherRows(rw, Array.from({ length: rows }, (_, r) => r));
+        assertClose(native.matmul(nw, x, n), ref.matmul(rw, x, n), magnitudes(dense, rows, cols, x, n), 2e-6, `${dtype} [${rows}×${cols}] n=${n}`);
+        const ids = [rows - 1, 0, Math.floor(rows / 2)];
+        assert.ok(sameBits(native.gatherRows(nw, ids), ref.gatherRows(rw, ids)));
+      }
+    });
+  }
+
+  it('gatherRows of a ternary weight is exact', () => {
+    const rand = rng(5);
+    const src = ternarySource(rand, 20, 333, 't158', 'group', 64);
+    const ids = [19, 0, 7, 7];
+    assert.ok(sameBits(native.gatherRows(native.prepare(src), ids), ref.gatherRows(ref.prepare(src), ids)));
+  });
+
+  it('a token gets the same float result alone (decode) as inside a batch (prefill), at any thread count', () => {
+    const rand = rng(99);
+    const src = { kind: 'float' as const, name: 'w', rows: 301, cols: 1001, dtype: 'F16' as const, bytes: fromFloat32(randomFloats(rand, 301 * 1001), 'F16') };
+    const w = native.prepare(src);
+    const x = randomFloats(rand, 9 * 1001);
+    const batch = native.matmul(w, x, 9);
+    for (let i = 0; i < 9; i++) assert.ok(sameBits(native.matmul(w, x.subarray(i * 1001, (i + 1) * 1001), 1), batch.subarray(i * 301, (i + 1) * 301)), `token ${i}`);
+    const before = native.threads;
+    try {
+      for (const t of [1, 2, 3]) {
+        addon!.setThreads(t);
+        assert.ok(sameBits(native.matmul(w, x, 9), batch), `${t} threads`);
+      }
+    } finally {
+      addon!.setThreads(before);
+    }
+  });
+
+  it('refuses t2 data holding the invalid code 3, and short buffers', () => {
+    const src = ternarySource(rng(3), 2, 8, 't2', 'tensor');
+    src.packed[3] = 0xff;
+    assert.throws(() => native.prepare(src), /invalid code 3 at element 12/);
+    assert.throws(() => native.prepare({ ...src, packed: src.packed.subarray(0, 3) }), /4 bytes|needs 4/);
+    const w = native.prepare(ternarySource(rng(3), 2, 8, 't2', 'tensor'));
+    assert.throws(() => native.matmul(w, new Float32Array(7), 1), RangeError);
+  });
+
+  it('reports a read bandwidth', () => {
+    const gbs = addon!.readBandwidth(64 << 20, 2);
+    assert.ok(gbs > 0.1 && gbs < 10000, `${gbs} GB/s`);
+  });
+});
+
+describe('runtime: fixture models on the native backend', function () {
+  before(function () {
+    if (!addon) {
+      console.log(`      (skipped: the native addon did not load: ${nativeUnavailableReason()})`);
+      this.skip();
+    }
+  });
+
+  describe('tinystories-656K (float weights) against transformers float32', () => {
+    const ref = loadReference('tinystories-656K');
+    const f32 = ref.float32;
+    const V = 2048;
+    let model: LoadedModel;
+    let logits: Float32Array;
+    before(async () => {
+      model = await loadModel(fixtureDir('tinystories-656K'), { backend: 'native' });
+      logits = model.logits(ref.tokenizer.sample_ids_first512);
+    });
+    after(() => model?.close());
+
+    it('runs on the native backend', () => assert.equal(model.backend, 'native'));
+    it('mean NLL of the 512-token sample and of Shakespeare within 1e-4 of float32', () => {
+      assert.ok(Math.abs(meanNll(logits, ref.tokenizer.sample_ids_first512, V) - f32.nll.tinystories_sample.mean_nll) < 1e-4);
+      const ids = ref.tokenizer.shakespeare_ids_first512;
+      assert.ok(Math.abs(meanNll(model.logits(ids), ids, V) - f32.nll.tinyshakespeare.mean_nll) < 1e-4);
+    });
+    it('top-1 of the first 128 positions and position-0 logits match', () => {
+      assert.deepEqual(top1(logits, V, 128), f32.top1_first128_sample);
+      assert.ok(maxAbsDiff(logits.subarray(0, V), f32.logits_sample.pos0_full_vocab) < 1e-3);
+    });
+    it('greedy 64 matches up to the near-tie step; the KV cache reproduces the batch exactly', () => {
+      const g = f32.greedy64_from_prompt;
+      assert.ok(commonPrefix(model.generate(g.prompt_ids, { maxNewTokens: 64, temperature: 0 }), g.generated_ids) >= g.min_margin_step);
+      const ids: number[] = ref.tokenizer.sample_ids_first512.slice(0, 24);
+      const session = model.createSession();
+      session.feed(ids.slice(0, 8));
+      for (let i = 8; i < ids.length; i++) assert.ok(maxAbsDiff(session.feed([ids[i]!], { lastOnly: true }), logits.subarray(i * V, (i + 1) * V)) === 0, `position ${i}`);
+    });
+  });
+
+  describe('bitnet-tiny (W1.58A8, int8 kernels) against transformers', () => {
+    const ref = loadReference('bitnet-tiny');
+    const r32 = ref.reference_float32;
+    const ids: number[] = ref.sample_ids_first256;
+    const V = 2048;
+    let model: LoadedModel;
+    let logits: Float32Array;
+    before(async () => {
+      model = await loadModel(fixtureDir('bitnet-tiny'), { backend: 'native' });
+      logits = model.logits(ids);
+    });
+    after(() => model?.close());
+
+    it('mean NLL of the 256-id window within 1e-4 of transformers', () => {
+      const nll = meanNll(logits, ids, V);
+      assert.ok(Math.abs(nll - r32.nll.mean_nll) < 1e-4, `${nll} vs ${r32.nll.mean_nll}`);
+    });
+    it('position-0 logits within 1e-3 and top-1 of the first 64 positions agree (≥ 60/64)', () => {
+      assert.ok(maxAbsDiff(logits.subarray(0, 32), r32.logits_pos0_first32) < 1e-3);
+      const got = top1(logits, V, 64);
+      assert.ok(got.filter((id, i) => id === r32.top1_first64[i]).length >= 60);
+    });
+    it('greedy 32 from BOS equals transformers', () => {
+      const g = r32.greedy32_from_bos;
+      assert.deepEqual(model.generate(g.prompt_ids, { maxNewTokens: 32, temperature: 0 }), g.generated_ids);
+    });
+    it('equals the reference backend to float32 rounding on the same window', async () => {
+      const refModel = await loadModel(fixtureDir('bitnet-tiny'), { backend: 'reference' });
+      try {
+        assert.ok(maxAbsDiff(refModel.logits(ids.slice(0, 64)), logits.subarray(0, 64 * V)) < 1e-3);
+      } finally {
+        refModel.close();
+      }
+    });
+  });
+});
