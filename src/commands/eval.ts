@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { TritpackCommand } from '../cli/base-command.js';
+import { resolveModelPath } from '../hub/resolve.js';
 import { formatCount, renderPairs } from '../cli/table.js';
 import { loadModel, AVAILABLE_BACKENDS } from '../runtime-min/index.js';
 import { evaluateTextFile, type TextEvalResult } from '../validate/evaluate.js';
@@ -20,7 +21,7 @@ log-softmax is taken in float64. A text shorter than one window is an error: low
   ];
 
   static override args = {
-    model: Args.string({ description: 'HF checkpoint directory or .tpk file', required: true }),
+    model: Args.string({ description: 'HF checkpoint directory, .tpk file, or hub repo id (owner/name[@revision])', required: true }),
   };
 
   static override flags = {
@@ -29,11 +30,12 @@ log-softmax is taken in float64. A text shorter than one window is an error: low
     stride: Flags.integer({ description: 'tokens each window advances [default: --ctx, no overlap]' }),
     'max-tokens': Flags.integer({ description: 'use only the first N tokens of the text' }),
     backend: Flags.string({ description: `kernel backend (${AVAILABLE_BACKENDS.join(', ')})` }),
+    offline: Flags.boolean({ description: 'resolve hub repo ids from the local cache only, never the network (also HF_HUB_OFFLINE=1)', default: false }),
   };
 
   async run(): Promise<EvalOutput> {
     const { args, flags } = await this.parse(Eval);
-    const model = await loadModel(args.model, { backend: flags.backend });
+    const model = await loadModel(await resolveModelPath(args.model, { offline: flags.offline || undefined }), { backend: flags.backend });
     const progress = terminalProgress('eval', this.jsonEnabled() ? undefined : process.stderr);
     try {
       const result = evaluateTextFile(model, flags.text, { ctx: flags.ctx, stride: flags.stride, maxTokens: flags['max-tokens'] }, progress.update);

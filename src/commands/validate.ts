@@ -1,11 +1,12 @@
 import { Args, Flags } from '@oclif/core';
 import { TritpackCommand } from '../cli/base-command.js';
+import { resolveModelPath } from '../hub/resolve.js';
 import { formatCount, renderPairs } from '../cli/table.js';
 import { AVAILABLE_BACKENDS } from '../runtime-min/index.js';
 import { parseNumberFlag } from '../validate/number-flag.js';
 import { terminalProgress } from '../validate/progress.js';
 import { runValidation } from '../validate/run.js';
-import { DEFAULT_THRESHOLDS, type ValidationReport } from '../validate/validate.js';
+import { checkThresholds, DEFAULT_THRESHOLDS, type ValidationReport } from '../validate/validate.js';
 
 export default class Validate extends TritpackCommand {
   static override summary = 'Compare a packed model with its original on the same text: perplexity, KL, top-1 agreement, continuations; PASS/FAIL.';
@@ -27,8 +28,8 @@ by orders of magnitude, and the report says why.`;
   ];
 
   static override args = {
-    original: Args.string({ description: 'the original: HF checkpoint directory', required: true }),
-    packed: Args.string({ description: 'the packed model: .tpk file', required: true }),
+    original: Args.string({ description: 'the original: HF checkpoint directory or hub repo id (owner/name[@revision])', required: true }),
+    packed: Args.string({ description: 'the packed model: .tpk file (or a hub repo id holding one)', required: true }),
   };
 
   static override flags = {
@@ -44,19 +45,21 @@ by orders of magnitude, and the report says why.`;
     report: Flags.string({ description: 'write the Markdown report (model-card ready) to this file' }),
     embed: Flags.boolean({ description: 'store the report in the .tpk header, where `tritpack push` puts it on the model card', default: false }),
     backend: Flags.string({ description: `kernel backend (${AVAILABLE_BACKENDS.join(', ')})` }),
+    offline: Flags.boolean({ description: 'resolve hub repo ids from the local cache only, never the network (also HF_HUB_OFFLINE=1)', default: false }),
   };
 
   async run(): Promise<ValidationReport> {
     const { args, flags } = await this.parse(Validate);
-    // Parsed here, range-checked by runValidation (checkThresholds) before any model loads.
-    const thresholds = {
+    // Range-checked before any repo id is pulled or model loaded.
+    const thresholds = checkThresholds({
       maxPplRatio: parseNumberFlag('--max-ppl-ratio', flags['max-ppl-ratio']),
       minTop1: parseNumberFlag('--min-top1', flags['min-top1']),
       maxKl: parseNumberFlag('--max-kl', flags['max-kl']),
-    };
+    });
     const progress = terminalProgress('validate', this.jsonEnabled() ? undefined : process.stderr);
+    const resolve = (spec: string) => resolveModelPath(spec, { offline: flags.offline || undefined });
     const result = await runValidation({
-      original: args.original, packed: args.packed, text: flags.text,
+      original: await resolve(args.original), packed: await resolve(args.packed), text: flags.text,
       ctx: flags.ctx, stride: flags.stride, maxTokens: flags['max-tokens'],
       promptsFile: flags.prompts, newTokens: flags['new-tokens'], thresholds,
       reportPath: flags.report, embed: flags.embed, backend: flags.backend,

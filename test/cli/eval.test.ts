@@ -63,5 +63,11 @@ describe('cli: eval', () => {
     mkdirSync(noTok);
     for (const f of ['config.json', 'generation_config.json', 'model.safetensors']) copyFileSync(path.join(model, f), path.join(noTok, f));
     assertUsageError(runCli(['eval', noTok, '--text', textFixture('tinystories_sample.txt')]), /no-tokenizer: no tokenizer\.json/);
+
+    // A hub repo id that is not cached, offline: nothing is fetched.
+    const cache = path.join(temp.dir, 'hub-cache');
+    mkdirSync(cache);
+    assertUsageError(runCli(['eval', 'someone/tiny-model', '--text', textFixture('tinystories_sample.txt'), '--offline'], { env: { HF_HUB_CACHE: cache } }),
+      /someone\/tiny-model.* is not in the hub cache .*offline/);
   });
 });
