@@ -50,9 +50,10 @@ export async function resolveModel(spec: string, options: ResolveOptions = {}): 
   }
 }
 
-/** `owner/name` or `owner/name@rev` that is not written like a path (./x, /x, x/, ~/x). */
+/** `owner/name` or `owner/name@rev` that is not written like a path (./x, /x, x/, ~/x, x/y.tpk). */
 export function looksLikeRepoId(spec: string): boolean {
   if (/^(\.{1,2}|~)?[/\\]/.test(spec) || spec.endsWith('/') || spec.includes('\\')) return false;
+  if (/\.(tpk|safetensors|gguf|json|bin)$/i.test(spec)) return false;
   const parsed = parseRepoSpec(spec);
   return parsed !== undefined && parsed.repo.includes('/');
 }
