@@ -12,6 +12,9 @@ import { loadModel } from '../../src/runtime-min/index.js';
 import { fixtureDir, loadReference, makeTempDir } from '../support/fixtures.js';
 import { maxAbsDiff } from '../support/runtime-helpers.js';
 
+/** These checks define the reference backend's correctness (other backends have their own test files). */
+const REFERENCE = { backend: 'reference' };
+
 const SRC = fixtureDir('tinystories-656K');
 
 describe('runtime: attention and MLP biases', () => {
@@ -46,13 +49,13 @@ describe('runtime: attention and MLP biases', () => {
     writeFileSync(path.join(tmp.dir, 'config.json'), JSON.stringify({ ...config, attention_bias: true, mlp_bias: true }));
 
     const ids = loadReference('tinystories-656K').tokenizer.sample_ids_first512.slice(0, 96);
-    const withBias = await loadModel(tmp.dir);
-    const original = await loadModel(SRC);
+    const withBias = await loadModel(tmp.dir, REFERENCE);
+    const original = await loadModel(SRC, REFERENCE);
     assert.ok(maxAbsDiff(withBias.logits(ids), original.logits(ids)) < 1e-4);
 
     // The biases are really applied: dropping the o_proj correction changes the output.
     writeFileSync(path.join(tmp.dir, 'config.json'), JSON.stringify({ ...config, model_type: 'qwen2' })); // q/k/v biases, no o_proj bias
-    const qwen = await loadModel(tmp.dir);
+    const qwen = await loadModel(tmp.dir, REFERENCE);
     assert.ok(maxAbsDiff(qwen.logits(ids), original.logits(ids)) > 1e-2);
   });
 });

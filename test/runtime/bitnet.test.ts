@@ -9,6 +9,9 @@ import { loadModel, type LoadedModel } from '../../src/runtime-min/index.js';
 import { fixtureDir, loadReference, type FixtureName } from '../support/fixtures.js';
 import { maxAbsDiff, meanNll, top1 } from '../support/runtime-helpers.js';
 
+/** These checks define the reference backend's correctness (other backends have their own test files). */
+const REFERENCE = { backend: 'reference' };
+
 const V = 2048;
 /** Ternary parameters of bitnet-tiny: 2 layers × (q,o 256×256; k,v 128×256; gate,up 768×256; down 256×768). */
 const TERNARY_PARAMS = 2 * (2 * 256 * 256 + 2 * 128 * 256 + 3 * 768 * 256);
@@ -22,7 +25,7 @@ for (const fixture of ['bitnet-tiny', 'bitnet-tiny-packed'] as FixtureName[]) {
     let logits: Float32Array;
 
     before(async () => {
-      model = await loadModel(fixtureDir(fixture));
+      model = await loadModel(fixtureDir(fixture), REFERENCE);
       logits = model.logits(ids);
     });
     after(() => model.close());

@@ -77,6 +77,6 @@ describe('runtime: load errors', () => {
   it('a directory without config.json, a missing path, an unknown backend', async () => {
     assert.match((await loadError(tmp.dir)).message, /no config.json/);
     assert.match((await loadError(path.join(tmp.dir, 'nope'))).message, /nope: no such model file or directory/);
-    assert.equal((await loadError(SRC, { backend: 'cuda' })).message, 'unknown backend "cuda"; available: reference');
+    assert.match((await loadError(SRC, { backend: 'cuda' })).message, /^unknown backend "cuda"; available: .*\breference\b/);
   });
 });

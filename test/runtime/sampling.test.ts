@@ -5,6 +5,9 @@ import { loadModel, type LoadedModel } from '../../src/runtime-min/index.js';
 import { argmax, createSampler } from '../../src/runtime-min/sampling.js';
 import { fixtureDir, loadReference } from '../support/fixtures.js';
 
+/** These checks define the reference backend's correctness (other backends have their own test files). */
+const REFERENCE = { backend: 'reference' };
+
 const logits = Float32Array.from([1, 3, 3, 0, 2.5]);
 
 describe('runtime: sampling', () => {
@@ -47,7 +50,7 @@ describe('runtime: sampling', () => {
 
   describe('generate()', () => {
     let model: LoadedModel;
-    before(async () => { model = await loadModel(fixtureDir('tinystories-656K')); });
+    before(async () => { model = await loadModel(fixtureDir('tinystories-656K'), REFERENCE); });
 
     it('sampled generation is reproducible with a seed and stops at EOS when asked', () => {
       const prompt = loadReference('tinystories-656K').float32.greedy64_from_prompt.prompt_ids;

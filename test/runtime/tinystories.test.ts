@@ -7,6 +7,9 @@ import { loadModel, type LoadedModel } from '../../src/runtime-min/index.js';
 import { fixtureDir, loadReference } from '../support/fixtures.js';
 import { commonPrefix, maxAbsDiff, meanNll, top1 } from '../support/runtime-helpers.js';
 
+/** These checks define the reference backend's correctness (other backends have their own test files). */
+const REFERENCE = { backend: 'reference' };
+
 describe('runtime: tinystories-656K (HF dir, float32 reference)', () => {
   const ref = loadReference('tinystories-656K');
   const f32 = ref.float32;
@@ -15,7 +18,7 @@ describe('runtime: tinystories-656K (HF dir, float32 reference)', () => {
   const V = 2048;
 
   before(async () => {
-    model = await loadModel(fixtureDir('tinystories-656K'));
+    model = await loadModel(fixtureDir('tinystories-656K'), REFERENCE);
     sampleLogits = model.logits(ref.tokenizer.sample_ids_first512);
   });
   after(() => model.close());

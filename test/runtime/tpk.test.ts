@@ -12,6 +12,9 @@ import { loadModel, type LoadedModel } from '../../src/runtime-min/index.js';
 import { fixtureDir, loadReference, makeTempDir } from '../support/fixtures.js';
 import { commonPrefix, maxAbsDiff, meanNll, top1 } from '../support/runtime-helpers.js';
 
+/** These checks define the reference backend's correctness (other backends have their own test files). */
+const REFERENCE = { backend: 'reference' };
+
 const V = 2048;
 
 describe('runtime: models converted to .tpk', () => {
@@ -34,7 +37,7 @@ describe('runtime: models converted to .tpk', () => {
     let model: LoadedModel;
     let sample: Float32Array;
     before(async () => {
-      model = await loadModel(tpk('tinystories-t158'));
+      model = await loadModel(tpk('tinystories-t158'), REFERENCE);
       sample = model.logits(ref.tokenizer.sample_ids_first512);
     });
 
@@ -62,7 +65,7 @@ describe('runtime: models converted to .tpk', () => {
     });
 
     it('t2 packing gives exactly the same logits as t158', async () => {
-      const t2 = await loadModel(tpk('tinystories-t2'));
+      const t2 = await loadModel(tpk('tinystories-t2'), REFERENCE);
       assert.equal(maxAbsDiff(t2.logits(ref.tokenizer.sample_ids_first512.slice(0, 64)), sample.subarray(0, 64 * V)), 0);
     });
   });
@@ -70,7 +73,7 @@ describe('runtime: models converted to .tpk', () => {
   it('bitnet-tiny converted to .tpk: NLL within 1e-4, greedy 32 equal, position-0 logits within 1e-3', async () => {
     const ref = loadReference('bitnet-tiny');
     const r = ref.reference_float32;
-    const model = await loadModel(tpk('bitnet-tiny'));
+    const model = await loadModel(tpk('bitnet-tiny'), REFERENCE);
     const logits = model.logits(ref.sample_ids_first256);
     assert.ok(Math.abs(meanNll(logits, ref.sample_ids_first256, V) - r.nll.mean_nll) < 1e-4);
     assert.ok(maxAbsDiff(logits.subarray(0, 32), r.logits_pos0_first32) < 1e-3);
@@ -80,7 +83,7 @@ describe('runtime: models converted to .tpk', () => {
   it('llama-256 (untied lm_head, f16) converted to .tpk: NLL within 1e-4 of its ternary_absmean, position-0 logits within 1e-3', async () => {
     const ref = loadReference('llama-256');
     const ta = ref.ternary_absmean.float32;
-    const model = await loadModel(tpk('llama-256'));
+    const model = await loadModel(tpk('llama-256'), REFERENCE);
     const logits = model.logits(ref.sample_ids_first256);
     assert.ok(Math.abs(meanNll(logits, ref.sample_ids_first256, V) - ta.nll.mean_nll) < 1e-4);
     assert.ok(maxAbsDiff(logits.subarray(0, 32), ta.logits_pos0_first32) < 1e-3);
@@ -98,7 +101,7 @@ describe('runtime: models converted to .tpk', () => {
     byte[0] ^= 0x01;
     writeSync(fd, byte, 0, 1, offset);
     closeSync(fd);
-    await assert.rejects(loadModel(file), (err: Error) => err.message.startsWith(file) && /sha256|hash/i.test(err.message));
+    await assert.rejects(loadModel(file, REFERENCE), (err: Error) => err.message.startsWith(file) && /sha256|hash/i.test(err.message));
   });
 
   it('a .tpk that embeds no tokenizer.json is refused, naming the file', async () => {
@@ -108,6 +111,6 @@ describe('runtime: models converted to .tpk', () => {
     const { 'tokenizer.json': _, ...files } = header.header.files;
     header.close();
     updateTpkHeader(file, { files });
-    await assert.rejects(loadModel(file), { message: `${file}: the .tpk embeds no tokenizer.json` });
+    await assert.rejects(loadModel(file, REFERENCE), { message: `${file}: the .tpk embeds no tokenizer.json` });
   });
 });
