@@ -55,4 +55,9 @@ void tp_float_matmul(int dtype, const void *w, int rows, int cols, const float *
 double tp_read_bandwidth(size_t bytes, int reps);
 
 float tp_f16_to_f32(uint16_t h);
+
+/* ---- attention (tp_attention.c) ---- */
+/* n new queries [n × heads × head_dim] at positions length−n … length−1; keys/values [length × kv_heads × head_dim];
+ * window ≤ 0: the whole causal prefix. */
+void tp_attention(const float *q, int n, const float *keys, const float *values, int length, int heads, int kv_heads, int head_dim, int window, float *out);
 #endif

@@ -178,6 +178,22 @@ static napi_value js_float_matmul(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* attention(q, n, keys, values, length, heads, kvHeads, headDim, window (0 = none), out) */
+static napi_value js_attention(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  view q, keys, values, out;
+  int n, length, heads, kv, d, window;
+  if (!args(env, info, 10, argv) || !get_view(env, argv[0], napi_float32_array, 0, &q, "q must be a Float32Array") || !get_int(env, argv[1], &n, "n") ||
+      !get_view(env, argv[2], napi_float32_array, 0, &keys, "keys must be a Float32Array") ||
+      !get_view(env, argv[3], napi_float32_array, 0, &values, "values must be a Float32Array") || !get_int(env, argv[4], &length, "length") ||
+      !get_int(env, argv[5], &heads, "heads") || !get_int(env, argv[6], &kv, "kvHeads") || !get_int(env, argv[7], &d, "headDim") ||
+      !get_int(env, argv[8], &window, "window") || !get_view(env, argv[9], napi_float32_array, 0, &out, "out must be a Float32Array")) return NULL;
+  const size_t qbytes = (size_t)n * heads * d * 4, kvbytes = (size_t)length * kv * d * 4;
+  if (kv == 0 || heads % kv != 0 || n > length || q.bytes < qbytes || out.bytes < qbytes || keys.bytes < kvbytes || values.bytes < kvbytes) FAIL("attention: shapes do not fit the buffers");
+  tp_attention(q.data, n, keys.data, values.data, length, heads, kv, d, window, out.data);
+  return NULL;
+}
+
 /* readBandwidth(bytes, reps) → GB/s of a streaming read with the pool's threads */
 static napi_value js_read_bandwidth(napi_env env, napi_callback_info info) {
   napi_value argv[MAX_ARGS];
@@ -198,6 +214,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "ternaryF32", NULL, js_ternary_f32, NULL, NULL, NULL, napi_default, NULL },
     { "ternaryRow", NULL, js_ternary_row, NULL, NULL, NULL, napi_default, NULL },
     { "floatMatmul", NULL, js_float_matmul, NULL, NULL, NULL, napi_default, NULL },
+    { "attention", NULL, js_attention, NULL, NULL, NULL, napi_default, NULL },
     { "readBandwidth", NULL, js_read_bandwidth, NULL, NULL, NULL, napi_default, NULL },
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));

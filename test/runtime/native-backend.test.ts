@@ -156,6 +156,21 @@ describe('runtime: native backend kernels vs the reference backend', function ()
     }
   });
 
+  it('attention agrees with the reference (GQA, sliding window, odd head dims) and decode reproduces prefill', () => {
+    const rand = rng(21);
+    for (const [heads, kvHeads, headDim, length, n, window] of [[8, 4, 16, 40, 40, null], [4, 1, 13, 33, 5, null], [6, 2, 64, 70, 1, 16], [2, 2, 8, 9, 3, 4]] as const) {
+      const cache = { keys: randomFloats(rand, length * kvHeads * headDim), values: randomFloats(rand, length * kvHeads * headDim), length };
+      const q = randomFloats(rand, n * heads * headDim, 2);
+      const shape = { numHeads: heads, numKvHeads: kvHeads, headDim, slidingWindow: window };
+      const got = native.attention(q, n, cache, shape);
+      const want = ref.attention(q, n, cache, shape);
+      assert.ok(maxAbsDiff(got, want) < 2e-6, `${heads}/${kvHeads}×${headDim} n=${n}: ${maxAbsDiff(got, want)}`);
+      const stride = heads * headDim;
+      const last = native.attention(q.subarray((n - 1) * stride), 1, cache, shape);
+      assert.ok(sameBits(last, got.subarray((n - 1) * stride)));
+    }
+  });
+
   it('refuses t2 data holding the invalid code 3, and short buffers', () => {
     const src = ternarySource(rng(3), 2, 8, 't2', 'tensor');
     src.packed[3] = 0xff;

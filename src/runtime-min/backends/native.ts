@@ -1,7 +1,8 @@
 /**
  * The native backend: the matmuls run in tritpack's Node-API addon (native/, built by node-gyp at
  * install), everything element-wise stays with the reference backend (it is a small share of the
- * work and defines the rounding the model tests rely on).
+ * work and defines the rounding the model tests rely on) except attention, whose cost grows with
+ * the context and would dominate decoding in JavaScript.
  *
  * Ternary weights are repacked once at load into the addon's compute layout (2-bit codes in
  * 128-column blocks, see native/tp.h); float weights are used in place from their stored bytes.
@@ -12,7 +13,7 @@ import { createRequire } from 'node:module';
 import { TritpackError } from '../../errors.js';
 import { dtypeByteSize, toFloat32, type FloatDType } from '../../formats/dtype.js';
 import { packedByteLength } from '../../formats/ternary.js';
-import type { Backend, PreparedWeight, QuantizedActivations, WeightSource } from '../backend.js';
+import type { AttentionShape, Backend, KvCache, PreparedWeight, QuantizedActivations, WeightSource } from '../backend.js';
 import { ReferenceBackend } from '../reference-backend.js';
 
 /** The addon's entry points (native/tp_addon.c). */
@@ -26,6 +27,8 @@ export interface NativeAddon {
     x: Float32Array, n: number, bias: Float32Array | null, out: Float32Array): void;
   ternaryRow(codes: Uint8Array, rows: number, cols: number, scales: Float32Array, scaleMode: number, groupSize: number, row: number, out: Float32Array): void;
   floatMatmul(dtype: number, bytes: Uint8Array, rows: number, cols: number, x: Float32Array, n: number, bias: Float32Array | null, out: Float32Array): void;
+  attention(q: Float32Array, n: number, keys: Float32Array, values: Float32Array, length: number, heads: number, kvHeads: number, headDim: number,
+    window: number, out: Float32Array): void;
   readBandwidth(bytes: number, reps: number): number;
 }
 
@@ -140,7 +143,11 @@ export class NativeBackend implements Backend {
   quantizeActivations(x: Float32Array, n: number, cols: number): QuantizedActivations { return this.ref.quantizeActivations(x, n, cols); }
   rmsnorm(x: Float32Array, n: number, cols: number, weight: Float32Array, eps: number): Float32Array { return this.ref.rmsnorm(x, n, cols, weight, eps); }
   rope(x: Float32Array, n: number, heads: number, headDim: number, cos: Float32Array, sin: Float32Array): void { this.ref.rope(x, n, heads, headDim, cos, sin); }
-  attention(...args: Parameters<Backend['attention']>): Float32Array { return this.ref.attention(...args); }
+  attention(q: Float32Array, n: number, cache: KvCache, shape: AttentionShape): Float32Array {
+    const out = new Float32Array(n * shape.numHeads * shape.headDim);
+    this.addon.attention(q, n, cache.keys, cache.values, cache.length, shape.numHeads, shape.numKvHeads, shape.headDim, shape.slidingWindow ?? 0, out);
+    return out;
+  }
   gatedActivation(gate: Float32Array, up: Float32Array, act: 'silu' | 'relu2'): Float32Array { return this.ref.gatedActivation(gate, up, act); }
   addInPlace(x: Float32Array, y: Float32Array): void { this.ref.addInPlace(x, y); }
 }
