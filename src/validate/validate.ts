@@ -141,8 +141,7 @@ export function promptsFromText(text: string, count = 3, words = 6): string[] {
 
 /** A --prompts file: one prompt per non-empty line. */
 export function readPromptsFile(path: string): string[] {
-  const prompts = readEvalText(path).split(/\r?\n/).map((line) => line.trim()).filter((line) => line.length > 0);
-  return prompts;
+  return readEvalText(path).split(/\r?\n/).map((line) => line.trim()).filter((line) => line.length > 0);
 }
 
 export interface TernaryTrainingNote { ternaryTrained: boolean; note: string }
@@ -154,6 +153,13 @@ export function ternaryTrainingNote(original: ValidateModel, table: TensorTable)
     return {
       ternaryTrained: true,
       note: `The original is a BitNet b1.58 model (${c.bitnetQuantization.mode} ternary weights): its own forward pass already uses ternary weights, so a faithful packing should be (nearly) lossless.`,
+    };
+  }
+  if (c.architecture === 'bitnet') {
+    return {
+      ternaryTrained: false,
+      note: 'The original has the BitNet architecture but its config carries no BitNet quantization_config, so its own forward pass '
+        + '(like transformers\') uses its float weights unquantized: the packed model differs from it unless those weights were trained for ternary use.',
     };
   }
   const recomputed = table.rows.filter((r) => r.recomputed);
