@@ -71,7 +71,8 @@ export function looksLikeGguf(input: string): boolean {
  * an HF offline-packed BitNet directory. null means: an ordinary checkpoint, use the usual path.
  */
 export function openTensorSource(input: string): TensorSource | null {
-  if (looksLikeGguf(input)) return openGgufSource(input);
+  // by magic, or by name: a damaged .gguf must get the GGUF reader's diagnosis, not "not a directory"
+  if (looksLikeGguf(input) || (/\.gguf$/i.test(input) && existsSync(input) && statSync(input).isFile())) return openGgufSource(input);
   if (isPackedHfBitnet(input)) return openHfBitnetSource(input);
   return null;
 }
