@@ -10,7 +10,7 @@ import { convertCheckpoint } from '../../src/converters/convert.js';
 import { TpkFile, updateTpkHeader } from '../../src/formats/tpk.js';
 import { loadModel, type LoadedModel } from '../../src/runtime-min/index.js';
 import { fixtureDir, loadReference, makeTempDir } from '../support/fixtures.js';
-import { commonPrefix, maxAbsDiff, meanNll, top1 } from '../support/runtime-helpers.js';
+import { commonPrefix, compareWindows, maxAbsDiff, meanNll, top1 } from '../support/runtime-helpers.js';
 
 /** These checks define the reference backend's correctness (other backends have their own test files). */
 const REFERENCE = { backend: 'reference' };
@@ -62,6 +62,17 @@ describe('runtime: models converted to .tpk', () => {
       assert.ok(maxAbsDiff(sample.subarray(V, V + 16), ta.logits_sample.pos1_first16) < 1e-3);
       const g = ta.greedy64_from_prompt;
       assert.equal(commonPrefix(model.generate(g.prompt_ids, { maxNewTokens: 64 }), g.generated_ids), 64);
+    });
+
+    it('against the original: mean KL and top-1 agreement on both 512-token windows within 1% of the reference figures', async () => {
+      const original = await loadModel(fixtureDir('tinystories-656K'), REFERENCE);
+      const vs = ref.ternary_absmean.float32.vs_original_float32;
+      const sh = ref.tokenizer.shakespeare_ids_first512;
+      for (const [ids, packed, want] of [[ref.tokenizer.sample_ids_first512, sample, vs.tinystories_sample_512], [sh, model.logits(sh), vs.tinyshakespeare_512]]) {
+        const got = compareWindows(original.logits(ids), packed, V);
+        assert.ok(Math.abs(got.meanKl - want.mean_kl) <= 0.01 * want.mean_kl, `KL ${got.meanKl} vs ${want.mean_kl}`);
+        assert.ok(Math.abs(got.top1Agreement - want.top1_agreement) <= 0.01, `top-1 ${got.top1Agreement} vs ${want.top1_agreement}`);
+      }
     });
 
     it('t2 packing gives exactly the same logits as t158', async () => {

@@ -38,3 +38,27 @@ export function commonPrefix(a: number[], b: number[]): number {
   while (k < a.length && k < b.length && a[k] === b[k]) k++;
   return k;
 }
+
+/** log-softmax of row o of a logits window, in float64, into out. */
+function logSoftmaxRow(l: Float32Array, o: number, vocab: number, out: Float64Array): void {
+  let max = -Infinity;
+  for (let v = 0; v < vocab; v++) max = Math.max(max, l[o + v]!);
+  let z = 0;
+  for (let v = 0; v < vocab; v++) z += Math.exp(l[o + v]! - max);
+  const lz = Math.log(z) + max;
+  for (let v = 0; v < vocab; v++) out[v] = l[o + v]! - lz;
+}
+
+/** Mean over positions of KL(p‖q) and the top-1 agreement, p and q the softmaxes of two logits windows. */
+export function compareWindows(p: Float32Array, q: Float32Array, vocab: number): { meanKl: number; top1Agreement: number } {
+  const positions = p.length / vocab;
+  const lp = new Float64Array(vocab), lq = new Float64Array(vocab);
+  let kl = 0, agree = 0;
+  for (let i = 0; i < positions; i++) {
+    logSoftmaxRow(p, i * vocab, vocab, lp);
+    logSoftmaxRow(q, i * vocab, vocab, lq);
+    for (let v = 0; v < vocab; v++) kl += Math.exp(lp[v]!) * (lp[v]! - lq[v]!);
+    if (top1(p.subarray(i * vocab), vocab, 1)[0] === top1(q.subarray(i * vocab), vocab, 1)[0]) agree++;
+  }
+  return { meanKl: kl / positions, top1Agreement: agree / positions };
+}
