@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { gguf as parseIndependently } from '@huggingface/gguf';
+import { convertCheckpoint } from '../../src/converters/convert.js';
 import { exportGguf, permuteQKRows } from '../../src/converters/export-gguf.js';
 import { TpkModel } from '../../src/converters/export-common.js';
 import { ggufTokenizer } from '../../src/converters/export-gguf-tokenizer.js';
@@ -144,6 +145,32 @@ describe('interop/export-gguf', function () {
       }
     });
   }
+
+  it('per-channel scales: each row keeps its own d through the Q/K permutation; group:128 scales fall back to F16', async () => {
+    const tpkPath = path.join(scratchDir(), 'llama-256-channel.tpk');
+    await convertCheckpoint({ input: fixtureDir('llama-256'), output: tpkPath, scale: { kind: 'channel' }, force: true });
+    const out = path.join(scratchDir(), 'llama-256-channel.gguf');
+    assert.deepEqual(exportGguf({ input: tpkPath, output: out, type: 'tq2_0', force: true }).ternary.fallback, []);
+    const model = TpkModel.open(tpkPath);
+    const file = GgufFile.open(out);
+    try {
+      for (const [g, hf, heads] of [['attn_q', 'self_attn.q_proj', 4], ['attn_k', 'self_attn.k_proj', 2], ['ffn_up', 'mlp.up_proj', undefined]] as const) {
+        const t = model.ternary(`model.layers.1.${hf}.weight`);
+        assert.equal(t.scale.granularity, 'channel');
+        const got = ggufTernary(file, `blk.1.${g}.weight`, 'tq2_0', t.rows, heads);
+        assert.deepEqual(got.codes, t.codes);
+        for (let i = 0; i < t.codes.length; i++) assert.equal(got.values[i], t.codes[i]! * f16round(t.scales[Math.floor(i / t.cols)]!));
+      }
+    } finally {
+      file.close();
+      model.close();
+    }
+    const grouped = path.join(scratchDir(), 'llama-256-g128.tpk');
+    await convertCheckpoint({ input: fixtureDir('llama-256'), output: grouped, scale: { kind: 'group', size: 128 }, force: true });
+    const summary = exportGguf({ input: grouped, output: path.join(scratchDir(), 'g128.gguf'), force: true });
+    assert.equal(summary.ternary.fallback.length, 14);
+    assert.ok(summary.warnings.some((w) => /scale groups of 128 do not cover whole 256-blocks/.test(w)));
+  });
 
   it('TQ blocks reproduce the formats.md §1.5 vectors end to end (t[k] = (floor(5k/3) mod 3) − 1, γ = 0.5)', async () => {
     const codes = Int8Array.from({ length: 256 }, (_, k) => (Math.floor((5 * k) / 3) % 3) - 1);

@@ -9,7 +9,7 @@ import { openTensorSource } from '../../src/converters/import-source.js';
 import { bf16BitsToF32, f32ToBf16Bits, toFloat32 } from '../../src/formats/dtype.js';
 import { SafetensorsFile } from '../../src/formats/safetensors.js';
 import { fixtureDir } from '../support/fixtures.js';
-import { convertedFixture, scratchDir, tpkFromSource } from '../support/interop-models.js';
+import { convertedFixture, scratchDir, tpkFromSource, writeHandTpk } from '../support/interop-models.js';
 
 const bf16round = (x: number) => bf16BitsToF32(f32ToBf16Bits(x));
 const PROJECTIONS = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
@@ -144,6 +144,35 @@ describe('interop/hf-bitnet', function () {
       source.close();
       written.close();
       master.close();
+    }
+  });
+
+  it('tensors the packed format cannot hold (per-channel scales) are stored dequantized and listed in modules_to_not_convert', async () => {
+    const codes = (n: number) => Int8Array.from({ length: n }, (_, i) => ((i * 7) % 3) - 1);
+    const tpk = path.join(scratchDir(), 'mixed.tpk');
+    const config = { ...JSON.parse(readFileSync(path.join(fixtureDir('bitnet-tiny'), 'config.json'), 'utf8')), num_hidden_layers: 1 };
+    const rowScales = Float32Array.from({ length: 128 }, (_, r) => 0.01 + r / 4096);
+    writeHandTpk(tpk, 'bitnet-tiny', [
+      { name: 'model.embed_tokens.weight', shape: [2048, 256], values: new Float32Array(2048 * 256) },
+      { name: 'model.layers.0.self_attn.q_proj.weight', shape: [256, 256], codes: codes(256 * 256), scales: Float32Array.of(0.02) },
+      { name: 'model.layers.0.self_attn.k_proj.weight', shape: [128, 256], codes: codes(128 * 256), scales: rowScales },
+    ], config);
+    const out = path.join(scratchDir(), 'mixed-hf');
+    const summary = exportHfBitnet({ input: tpk, output: out, force: true });
+    assert.deepEqual(summary.packed, ['model.layers.0.self_attn.q_proj.weight']);
+    assert.deepEqual(summary.unpacked.map((u) => u.name), ['model.layers.0.self_attn.k_proj.weight']);
+    const written = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8'));
+    assert.deepEqual(written.quantization_config.modules_to_not_convert, ['lm_head', 'model.layers.0.self_attn.k_proj']);
+    const f = SafetensorsFile.open(path.join(out, 'model.safetensors'));
+    try {
+      assert.equal(f.get('model.layers.0.self_attn.k_proj.weight')!.dtype, 'BF16');
+      assert.ok(!f.get('model.layers.0.self_attn.k_proj.weight_scale'));
+      const k = f.readFloat32('model.layers.0.self_attn.k_proj.weight');
+      const want = codes(128 * 256);
+      for (let i = 0; i < k.length; i++) assert.equal(k[i], bf16round(want[i]! * rowScales[Math.floor(i / 256)]!));
+      assert.equal(f.get('model.layers.0.self_attn.q_proj.weight')!.dtype, 'U8');
+    } finally {
+      f.close();
     }
   });
 
