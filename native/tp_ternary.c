@@ -58,29 +58,43 @@ static inline float scale_of(const tp_ternary *w, int r, int g, int groups) {
   return w->scales[w->scale_mode == 0 ? 0 : w->scale_mode == 1 ? (size_t)r : (size_t)r * groups + g];
 }
 
+/* Σ c·x of the 128 columns of one block for one token: four maddubs, 16-bit sums ≤ 4·512. */
+__attribute__((target("avx2"), always_inline))
+static inline __m256i block_sum16(__m256i c0, __m256i c1, __m256i c2, __m256i c3, const int8_t *xb) {
+  __m256i p0 = _mm256_maddubs_epi16(c0, _mm256_loadu_si256((const __m256i *)xb));
+  __m256i p1 = _mm256_maddubs_epi16(c1, _mm256_loadu_si256((const __m256i *)(xb + 32)));
+  __m256i p2 = _mm256_maddubs_epi16(c2, _mm256_loadu_si256((const __m256i *)(xb + 64)));
+  __m256i p3 = _mm256_maddubs_epi16(c3, _mm256_loadu_si256((const __m256i *)(xb + 96)));
+  return _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3));
+}
+
+/* Blocks [b0, b1) for N tokens, two blocks per step (16-bit partial sums ≤ 8·512 = 4096, exact)
+ * so the widening to 32 bits and the prefetch happen once per 64 bytes of weights. */
 __attribute__((target("avx2"), always_inline))
 static inline void dot_avx2(const uint8_t *w, const int8_t *x, size_t xs, int b0, int b1, int32_t *out, const int N) {
   const __m256i mask = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
   __m256i acc[4];
   for (int j = 0; j < N; j++) acc[j] = _mm256_setzero_si256();
-  for (int b = b0; b < b1; b++) {
+  int b = b0;
+  for (; b + 2 <= b1; b += 2) {
     const uint8_t *wb = w + (size_t)b * TP_BLOCK_BYTES;
-    if ((b & 1) == 0) _mm_prefetch((const char *)wb + PREFETCH_AHEAD, _MM_HINT_T0);
-    const __m256i v = _mm256_loadu_si256((const __m256i *)wb);
-    const __m256i c0 = _mm256_and_si256(v, mask);
-    const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(v, 2), mask);
-    const __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
-    const __m256i c3 = _mm256_and_si256(_mm256_srli_epi16(v, 6), mask);
+    _mm_prefetch((const char *)wb + PREFETCH_AHEAD, _MM_HINT_T0);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)wb), u = _mm256_loadu_si256((const __m256i *)(wb + 32));
+    const __m256i v0 = _mm256_and_si256(v, mask), v1 = _mm256_and_si256(_mm256_srli_epi16(v, 2), mask);
+    const __m256i v2 = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask), v3 = _mm256_and_si256(_mm256_srli_epi16(v, 6), mask);
+    const __m256i u0 = _mm256_and_si256(u, mask), u1 = _mm256_and_si256(_mm256_srli_epi16(u, 2), mask);
+    const __m256i u2 = _mm256_and_si256(_mm256_srli_epi16(u, 4), mask), u3 = _mm256_and_si256(_mm256_srli_epi16(u, 6), mask);
     for (int j = 0; j < N; j++) {
       const int8_t *xb = x + j * xs + (size_t)b * TP_BLOCK_COLS;
-      __m256i p0 = _mm256_maddubs_epi16(c0, _mm256_loadu_si256((const __m256i *)xb));
-      __m256i p1 = _mm256_maddubs_epi16(c1, _mm256_loadu_si256((const __m256i *)(xb + 32)));
-      __m256i p2 = _mm256_maddubs_epi16(c2, _mm256_loadu_si256((const __m256i *)(xb + 64)));
-      __m256i p3 = _mm256_maddubs_epi16(c3, _mm256_loadu_si256((const __m256i *)(xb + 96)));
-      /* four pairs of ≤ 512 each: ≤ 2048 per 16-bit lane, exact */
-      __m256i s = _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3));
+      const __m256i s = _mm256_add_epi16(block_sum16(v0, v1, v2, v3, xb), block_sum16(u0, u1, u2, u3, xb + TP_BLOCK_COLS));
       acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(s, ones));
     }
+  }
+  if (b < b1) {
+    const __m256i v = _mm256_loadu_si256((const __m256i *)(w + (size_t)b * TP_BLOCK_BYTES));
+    const __m256i v0 = _mm256_and_si256(v, mask), v1 = _mm256_and_si256(_mm256_srli_epi16(v, 2), mask);
+    const __m256i v2 = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask), v3 = _mm256_and_si256(_mm256_srli_epi16(v, 6), mask);
+    for (int j = 0; j < N; j++) acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(block_sum16(v0, v1, v2, v3, x + j * xs + (size_t)b * TP_BLOCK_COLS), ones));
   }
   for (int j = 0; j < N; j++) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc[j]), _mm256_extracti128_si256(acc[j], 1));
