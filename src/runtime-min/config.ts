@@ -143,7 +143,8 @@ export function normalizeConfig(raw: unknown, file: string, generationRaw?: unkn
     ropeTheta: theta,
     ropeScaling: scaling,
     hiddenAct,
-    tieWordEmbeddings: c.bool('tie_word_embeddings', true),
+    // LlamaConfig, MistralConfig, Qwen2Config and BitNetConfig all default to untied.
+    tieWordEmbeddings: c.bool('tie_word_embeddings', false),
     qkvBias,
     outputBias: type === 'qwen2' ? false : attentionBias,
     mlpBias: c.bool('mlp_bias', false),

@@ -33,6 +33,8 @@ describe('runtime: config normalisation', () => {
     assert.equal(l.headDim, 64); // not 256 / 8
     assert.equal(l.ropeTheta, 10000);
     assert.equal(l.tieWordEmbeddings, false);
+    const { tie_word_embeddings: _, ...noTie } = llama();
+    assert.equal(normalizeConfig(noTie, 'c').tieWordEmbeddings, false); // the transformers classes' default
   });
 
   it('eos may be an id or a list; generation_config.json overrides bos/eos and carries sampling defaults', () => {
