@@ -7,6 +7,7 @@ import { f32ToBf16Bits, bf16BitsToF32, toFloat32 } from '../../src/formats/dtype
 import { SafetensorsCheckpoint, SafetensorsFile, type SafetensorsEntry, writeSafetensors, writeShardedSafetensors } from '../../src/formats/safetensors.js';
 import { type FixtureName, fixtureDir, loadReference, makeTempDir } from '../support/fixtures.js';
 import { craftSafetensors, f32Bytes } from '../support/safetensors-craft.js';
+import { writeLlamaShards } from '../support/sharded-llama.js';
 
 const ALL_FIXTURES: FixtureName[] = ['tinystories-656K', 'bitnet-tiny', 'llama-256', 'bitnet-tiny-packed'];
 const modelFile = (name: FixtureName) => path.join(fixtureDir(name), 'model.safetensors');
@@ -43,17 +44,6 @@ function assertFormatError(fn: () => unknown, file: string, problem: RegExp): vo
 }
 
 /** llama-256's state-dict order (module registration order), the order save_pretrained shards in. */
-function llamaStateDictOrder(layers: number): string[] {
-  const names = ['model.embed_tokens.weight'];
-  for (let i = 0; i < layers; i++) {
-    const p = `model.layers.${i}.`;
-    names.push(...['q_proj', 'k_proj', 'v_proj', 'o_proj'].map((m) => `${p}self_attn.${m}.weight`));
-    names.push(...['gate_proj', 'up_proj', 'down_proj'].map((m) => `${p}mlp.${m}.weight`));
-    names.push(`${p}input_layernorm.weight`, `${p}post_attention_layernorm.weight`);
-  }
-  names.push('model.norm.weight', 'lm_head.weight');
-  return names;
-}
 
 describe('formats/safetensors', () => {
   let tmp: { dir: string; cleanup: () => void };
@@ -322,18 +312,6 @@ describe('formats/safetensors', () => {
       'model.safetensors.index.json': '5b3294e03951da4ce9138c0913d60223a89d63e7a9f8c7d8d3269149590777d4',
     };
 
-    /** llama-256 written like save_pretrained(max_shard_size=`maxShardBytes`) into `dir`. */
-    function writeLlamaShards(dir: string, maxShardBytes: number): string[] {
-      const f = SafetensorsFile.open(modelFile('llama-256'));
-      try {
-        const byName = new Map(entriesOf(f).map((e) => [e.name, e]));
-        const ordered = llamaStateDictOrder(2).map((n) => byName.get(n)!);
-        assert.equal(ordered.length, f.tensors.length);
-        return writeShardedSafetensors(dir, ordered, maxShardBytes, { format: 'pt' });
-      } finally {
-        f.close();
-      }
-    }
 
     it("writes llama-256 exactly as save_pretrained(max_shard_size='2MB') did: same shards, same index, byte for byte", () => {
       const written = writeLlamaShards(tmp.dir, 2_000_000);

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { pullModel, type PullProgress } from '../../src/hub/pull.js';
 import { TritpackError } from '../../src/errors.js';
 import { fixtureDir } from '../support/fixtures.js';
-import { TOKEN, OTHER_TOKEN, isolateHubEnv, shardedFixtureDir, startFixtureHub, type HubFixture } from '../support/hub-repos.js';
+import { TOKEN, OTHER_TOKEN, isolateHubEnv, startFixtureHub, type HubFixture } from '../support/hub-repos.js';
 
 const TINY = fixtureDir('tinystories-656K');
 const TINY_FILES = ['config.json', 'generation_config.json', 'model.safetensors', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json'];
@@ -57,7 +57,7 @@ describe('hub pull (against the local hub server)', function () {
   });
 
   it('pulls the sharded fixture (3 shards + index, paginated listing) byte-identical and reports progress', async () => {
-    const sharded = shardedFixtureDir();
+    const sharded = fx.sharded;
     const events: PullProgress[] = [];
     const result = await pull('alice/llama-sharded', { onProgress: (e) => events.push(e) });
     const expected = readdirSync(sharded).filter((n) => n.endsWith('.safetensors') || n.endsWith('.json') && n !== 'reference.json').sort();
@@ -72,7 +72,7 @@ describe('hub pull (against the local hub server)', function () {
   });
 
   it('resumes a pull cut mid-shard: byte-identical, and only the missing bytes are fetched again', async () => {
-    const sharded = shardedFixtureDir();
+    const sharded = fx.sharded;
     const shard2 = 'model-00002-of-00003.safetensors';
     const shard2Size = statSync(path.join(sharded, shard2)).size;
     fx.hub.injectFault({ path: `/resolve/`, fault: { kind: 'drop', afterBytes: 1_000_000 }, times: 1, method: 'GET' });

@@ -1,28 +1,23 @@
 /**
  * Test repos for the local hub: the fixtures laid out as hub repos, and a started server around them.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import { FIXTURES, fixtureDir, makeTempDir } from './fixtures.js';
+import { fixtureDir, makeTempDir } from './fixtures.js';
+import { makeShardedLlama256 } from './sharded-llama.js';
 import { HubServer, type HubServerOptions } from './hub-server.js';
 
 export const TOKEN = 'hf_testTokenAlice0123456789';
 export const OTHER_TOKEN = 'hf_testTokenBob9876543210';
 
-/** The sharded llama-256 fixture (save_pretrained with max_shard_size="2MB"): the repo copy, else the shared one. */
-export function shardedFixtureDir(): string {
-  const candidates = [path.join(FIXTURES, 'llama-256-sharded'), '/work/shared/fixtures/llama-256-sharded'];
-  const found = candidates.find((dir) => existsSync(path.join(dir, 'model.safetensors.index.json')));
-  if (!found) throw new Error(`llama-256-sharded fixture not found in ${candidates.join(' or ')}`);
-  return found;
-}
 
 /** name → absolute path for every file of a fixture folder. */
 export function filesOf(dir: string): Record<string, string> {
   return Object.fromEntries(readdirSync(dir).map((name) => [name, path.join(dir, name)]));
 }
 
-export interface HubFixture { hub: HubServer; root: string; cache: string; cleanup: () => Promise<void> }
+/** `sharded`: the local directory that alice/llama-sharded was made from. */
+export interface HubFixture { hub: HubServer; root: string; cache: string; sharded: string; cleanup: () => Promise<void> }
 
 /**
  * A hub with alice/tinystories (single file), alice/llama-sharded (3 shards + index) and
@@ -33,9 +28,10 @@ export async function startFixtureHub(options: Partial<HubServerOptions> = {}): 
   const root = path.join(temp.dir, 'hub');
   const hub = await HubServer.start({ root, tokens: { [TOKEN]: 'alice', [OTHER_TOKEN]: 'bob' }, ...options });
   hub.createRepoOnDisk('alice/tinystories', filesOf(fixtureDir('tinystories-656K')));
-  hub.createRepoOnDisk('alice/llama-sharded', filesOf(shardedFixtureDir()));
+  const sharded = makeShardedLlama256(path.join(temp.dir, 'llama-sharded'));
+  hub.createRepoOnDisk('alice/llama-sharded', filesOf(sharded));
   hub.createRepoOnDisk('alice/private-tiny', filesOf(fixtureDir('tinystories-656K')), { private: true });
-  return { hub, root, cache: path.join(temp.dir, 'cache'), cleanup: async () => { await hub.close(); temp.cleanup(); } };
+  return { hub, root, cache: path.join(temp.dir, 'cache'), sharded, cleanup: async () => { await hub.close(); temp.cleanup(); } };
 }
 
 const HUB_ENV = ['HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_TOKEN_PATH', 'HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_ENDPOINT', 'HF_HUB_OFFLINE', 'XDG_CACHE_HOME'];
