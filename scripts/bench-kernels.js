@@ -1,0 +1,158 @@
+#!/usr/bin/env node
+/**
+ * Kernel benchmark of issue 6 on the synthetic TinyLlama-shaped pair written by
+ * scripts/make-synthetic-tinyllama.js: decode tokens/s (128 tokens after a 64-token prompt),
+ * prefill tokens/s (64- and 512-token prompts) at 1 and 2 threads for the ternary model and the
+ * same weights in F16, both on the native backend; the machine's streaming read bandwidth measured
+ * by the addon in the same run; the decode roofline (bytes read per token × tokens/s ÷ bandwidth);
+ * and each run's peak RSS (every configuration runs in its own child process, so maxRSS is its own).
+ * Timings on a shared machine are noisy: compare the ratios, which are measured in the same run.
+ *
+ *   node scripts/bench-kernels.js [--dir .cache/synthetic-tinyllama] [--threads 1,2] [--quick] [--json]
+ *
+ * `runKernelBench(options)` returns the same result object for scripts/bench.js. Needs `npm run build`.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = fileURLToPath(import.meta.url);
+const root = path.resolve(path.dirname(here), '..');
+
+/** llama.cpp on this machine kind, same model shape (docs/runtime-notes.md), for context only. */
+export const LLAMA_CPP_REFERENCE = {
+  source: 'docs/runtime-notes.md (llama.cpp, TinyLlama-shaped 1.1B, clean medians)',
+  TQ2_0: { decode: { 1: 44, 2: 66 }, prefill64: { 1: 55, 2: 112 } },
+  F16: { decode: { 1: 11.6, 2: 21.4 }, prefill64: { 1: 48, 2: 92 } },
+};
+
+/** Deterministic prompt ids inside the vocabulary (skipping the first special ids). */
+function promptIds(count, vocab, salt) {
+  const ids = [];
+  let s = 0x9e3779b9 ^ salt;
+  for (let i = 0; i < count; i++) {
+    s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
+    ids.push(3 + (s % (vocab - 3)));
+  }
+  return ids;
+}
+
+function argmax(logits) {
+  let best = 0;
+  for (let v = 1; v < logits.length; v++) if (logits[v] > logits[best]) best = v;
+  return best;
+}
+
+/** Child: one model at one thread count; prints one JSON line. */
+async function child(modelPath, threads, decodeTokens, longPrompt) {
+  const { loadModel } = await import('../dist/runtime-min/index.js');
+  let t = performance.now();
+  const model = await loadModel(modelPath, { backend: 'native', threads });
+  const loadSeconds = (performance.now() - t) / 1000;
+  const cfg = model.config;
+  const warm = model.createSession(); // first calls start the pool's threads and touch every weight page once
+  warm.feed(promptIds(8, cfg.vocabSize, 1), { lastOnly: true });
+  warm.feed([5], { lastOnly: true });
+
+  const session = model.createSession();
+  t = performance.now();
+  let logits = session.feed(promptIds(64, cfg.vocabSize, 2), { lastOnly: true });
+  const prefill64 = 64 / ((performance.now() - t) / 1000);
+  t = performance.now();
+  for (let i = 0; i < decodeTokens; i++) logits = session.feed([argmax(logits)], { lastOnly: true });
+  const decode = decodeTokens / ((performance.now() - t) / 1000);
+
+  let prefillLong = null;
+  if (longPrompt > 0) {
+    t = performance.now();
+    model.createSession().feed(promptIds(longPrompt, cfg.vocabSize, 3), { lastOnly: true });
+    prefillLong = longPrompt / ((performance.now() - t) / 1000);
+  }
+  // Bytes a decode step reads: every prepared weight except the embedding (one row is gathered), plus
+  // the KV cache at the run's mean length (float32 keys and values).
+  const embedBytes = cfg.vocabSize * cfg.hiddenSize * 2;
+  const meanLength = 64 + decodeTokens / 2;
+  const kvBytes = cfg.numLayers * 2 * meanLength * cfg.numKvHeads * cfg.headDim * 4;
+  const result = {
+    threads, backend: model.backend, loadSeconds, weightBytes: model.weightBytes,
+    decodeBytesPerToken: model.weightBytes - embedBytes + kvBytes,
+    prefill64, decode, prefillLong, maxRssBytes: process.resourceUsage().maxRSS * 1024,
+  };
+  model.close();
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+export async function runKernelBench(options = {}) {
+  const dir = path.resolve(root, options.dir ?? path.join('.cache', 'synthetic-tinyllama'));
+  const threadCounts = options.threads ?? [1, 2];
+  const quick = options.quick ?? false;
+  const decodeTokens = quick ? 16 : 128, longPrompt = quick ? 0 : 512;
+  const models = { ternary: path.join(dir, 'ternary.tpk'), f16: path.join(dir, 'f16') };
+  for (const p of Object.values(models)) {
+    if (!existsSync(p)) throw new Error(`${p} is missing: run node scripts/make-synthetic-tinyllama.js first`);
+  }
+  const { loadNativeAddon, nativeUnavailableReason } = await import('../dist/runtime-min/backends/native.js');
+  const addon = loadNativeAddon();
+  if (!addon) throw new Error(`the native addon is not available: ${nativeUnavailableReason()}`);
+
+  const bandwidth = {};
+  for (const t of threadCounts) {
+    addon.setThreads(t);
+    bandwidth[t] = addon.readBandwidth(quick ? 256 << 20 : 1 << 30, 3) * 1e9;
+  }
+
+  const runs = [];
+  for (const [kind, modelPath] of Object.entries(models)) {
+    for (const t of threadCounts) {
+      options.onProgress?.(`${kind}, ${t} thread(s)…`);
+      const r = spawnSync(process.execPath, [here, '--child', modelPath, String(t), String(decodeTokens), String(longPrompt)], { encoding: 'utf8', timeout: 15 * 60_000 });
+      if (r.status !== 0) throw new Error(`benchmark child (${kind}, ${t} threads) failed: ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-3).join(' | ')}`);
+      const run = { model: kind, ...JSON.parse(r.stdout.trim().split('\n').pop()) };
+      run.roofline = run.decodeBytesPerToken * run.decode / bandwidth[t];
+      runs.push(run);
+    }
+  }
+  const find = (model, t) => runs.find((r) => r.model === model && r.threads === t);
+  const ratios = threadCounts.map((t) => ({
+    threads: t,
+    decodeTernaryOverF16: find('ternary', t).decode / find('f16', t).decode,
+    prefill64TernaryOverF16: find('ternary', t).prefill64 / find('f16', t).prefill64,
+    decodeOverLlamaCppTQ2_0: LLAMA_CPP_REFERENCE.TQ2_0.decode[t] ? find('ternary', t).decode / LLAMA_CPP_REFERENCE.TQ2_0.decode[t] : null,
+    peakRssTernaryOverF16: find('ternary', t).maxRssBytes / find('f16', t).maxRssBytes,
+  }));
+  return {
+    machine: { cpus: (await import('node:os')).cpus().length, loadAverage: (await import('node:os')).loadavg() },
+    model: dir, decodeTokens, promptTokens: 64, longPromptTokens: longPrompt || null,
+    bandwidthBytesPerSecond: bandwidth, runs, ratios, llamaCppReference: LLAMA_CPP_REFERENCE,
+  };
+}
+
+function printTable(res) {
+  const gb = (b) => (b / 1e9).toFixed(2);
+  console.log(`model: ${path.relative(root, res.model)}; load average at the end: ${res.machine.loadAverage.map((l) => l.toFixed(1)).join(' ')} on ${res.machine.cpus} CPUs`);
+  for (const [t, bw] of Object.entries(res.bandwidthBytesPerSecond)) console.log(`read bandwidth, ${t} thread(s): ${gb(bw)} GB/s`);
+  console.log('model    thr  decode tok/s  prefill64 tok/s  prefill512 tok/s  bytes/token  roofline  peak RSS   load');
+  for (const r of res.runs) {
+    console.log(`${r.model.padEnd(8)} ${String(r.threads).padStart(3)}  ${r.decode.toFixed(1).padStart(12)}  ${r.prefill64.toFixed(1).padStart(15)}  ${(r.prefillLong?.toFixed(1) ?? '-').padStart(16)}  ${(gb(r.decodeBytesPerToken) + ' GB').padStart(11)}  ${(100 * r.roofline).toFixed(0).padStart(7)}%  ${(gb(r.maxRssBytes) + ' GB').padStart(8)}  ${r.loadSeconds.toFixed(1)} s`);
+  }
+  for (const q of res.ratios) {
+    console.log(`${q.threads} thread(s): ternary/F16 decode ×${q.decodeTernaryOverF16.toFixed(2)}, prefill64 ×${q.prefill64TernaryOverF16.toFixed(2)}; peak RSS ternary/F16 ${q.peakRssTernaryOverF16.toFixed(2)}` +
+      (q.decodeOverLlamaCppTQ2_0 ? `; decode vs llama.cpp TQ2_0 (notes) ×${q.decodeOverLlamaCppTQ2_0.toFixed(2)}` : ''));
+  }
+}
+
+const argv = process.argv.slice(2);
+if (argv[0] === '--child') {
+  await child(argv[1], Number(argv[2]), Number(argv[3]), Number(argv[4]));
+} else if (process.argv[1] === here) {
+  const opt = (name) => { const i = argv.indexOf(name); return i === -1 ? undefined : argv[i + 1]; };
+  const json = argv.includes('--json');
+  const res = await runKernelBench({
+    dir: opt('--dir'), quick: argv.includes('--quick'),
+    threads: opt('--threads')?.split(',').map(Number),
+    onProgress: json ? undefined : (m) => console.error(m),
+  });
+  if (json) console.log(JSON.stringify(res, null, 2));
+  else printTable(res);
+}
