@@ -10,6 +10,14 @@ export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'bitnet'] as 
 export type SupportedModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
 const SUPPORTED_LIST = `supported model_type: ${SUPPORTED_MODEL_TYPES.join(', ')}`;
 
+/** Defaults of the transformers config classes, for keys a config.json may omit. */
+const CLASS_DEFAULTS: Record<SupportedModelType, { ropeTheta: number; rmsNormEps: number; maxPositions: number }> = {
+  llama: { ropeTheta: 10000, rmsNormEps: 1e-6, maxPositions: 2048 },
+  mistral: { ropeTheta: 10000, rmsNormEps: 1e-6, maxPositions: 4096 * 32 },
+  qwen2: { ropeTheta: 10000, rmsNormEps: 1e-6, maxPositions: 32768 },
+  bitnet: { ropeTheta: 500000, rmsNormEps: 1e-5, maxPositions: 2048 },
+};
+
 /** How RoPE frequencies are rescaled (HF `rope_type`); 'default' is plain rope_theta. */
 export type RopeScaling =
   | { type: 'default' }
@@ -118,7 +126,8 @@ export function normalizeConfig(raw: unknown, file: string, generationRaw?: unkn
   const hiddenAct = act === 'swish' ? 'silu' : act;
   if (hiddenAct !== 'silu' && hiddenAct !== 'relu2') c.fail(`unsupported hidden_act ${JSON.stringify(act)}; supported: silu, relu2`);
 
-  const { theta, scaling } = readRope(c);
+  const defaults = CLASS_DEFAULTS[type];
+  const { theta, scaling } = readRope(c, defaults.ropeTheta);
   const attentionBias = c.bool('attention_bias', false);
   const qkvBias = type === 'qwen2' ? true : attentionBias;
 
@@ -138,8 +147,8 @@ export function normalizeConfig(raw: unknown, file: string, generationRaw?: unkn
     numHeads,
     numKvHeads,
     headDim,
-    maxPositions: c.int('max_position_embeddings'),
-    rmsNormEps: c.num('rms_norm_eps'),
+    maxPositions: c.int('max_position_embeddings', defaults.maxPositions),
+    rmsNormEps: c.num('rms_norm_eps', defaults.rmsNormEps),
     ropeTheta: theta,
     ropeScaling: scaling,
     hiddenAct,
@@ -158,10 +167,10 @@ export function normalizeConfig(raw: unknown, file: string, generationRaw?: unkn
 }
 
 /** rope_theta at top level (transformers 4) or inside rope_parameters (transformers 5), plus scaling. */
-function readRope(c: ConfigReader): { theta: number; scaling: RopeScaling } {
+function readRope(c: ConfigReader, defaultTheta: number): { theta: number; scaling: RopeScaling } {
   const params = (c.raw.rope_parameters ?? c.raw.rope_scaling ?? null) as Json | null;
   if (params !== null && (typeof params !== 'object' || Array.isArray(params))) c.fail('"rope_parameters"/"rope_scaling" must be an object');
-  const theta = typeof params?.rope_theta === 'number' ? params.rope_theta : c.num('rope_theta', 10000);
+  const theta = typeof params?.rope_theta === 'number' ? params.rope_theta : c.num('rope_theta', defaultTheta);
   const type = params?.rope_type ?? params?.type ?? 'default';
   const key = c.raw.rope_parameters ? 'rope_parameters' : 'rope_scaling';
   const num = (name: string): number => {

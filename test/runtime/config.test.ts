@@ -35,6 +35,8 @@ describe('runtime: config normalisation', () => {
     assert.equal(l.tieWordEmbeddings, false);
     const { tie_word_embeddings: _, ...noTie } = llama();
     assert.equal(normalizeConfig(noTie, 'c').tieWordEmbeddings, false); // the transformers classes' default
+    const { rope_parameters: _r, rms_norm_eps: _e, ...bare } = fixtureConfig('bitnet-tiny');
+    assert.deepEqual([normalizeConfig(bare, 'c').ropeTheta, normalizeConfig(bare, 'c').rmsNormEps], [500000, 1e-5]); // BitNetConfig defaults
   });
 
   it('eos may be an id or a list; generation_config.json overrides bos/eos and carries sampling defaults', () => {
