@@ -3,7 +3,7 @@
  * batched prefill; NLL is taken from float64 log-softmax of its logits.
  */
 import { NllAccumulator, nll, type LogitsRow } from './metrics.js';
-import { readEvalText, resolveEvalInput, tokenizeText, type EvalInputOptions, type EvalWindow } from './windows.js';
+import { planWindows, readEvalText, resolveEvalInput, tokenizeText, type EvalInputOptions, type EvalWindow, type WindowOptions } from './windows.js';
 
 /** What evaluation needs of a loaded model (runtime-min's LoadedModel has it). */
 export interface EvalModel {
@@ -44,9 +44,9 @@ export function tokensRead(windows: EvalWindow[]): number {
   return windows.reduce((sum, w) => sum + w.end - w.start, 0);
 }
 
-export function evaluatePerplexity(
-  model: EvalModel, ids: number[], windows: EvalWindow[], window: { ctx: number; stride: number }, onProgress?: ProgressCallback,
-): PerplexityResult {
+/** Perplexity of `ids` (BOS first, as the tokenizer gives them) in windows of ctx sliding by stride (see planWindows). */
+export function evaluatePerplexity(model: EvalModel, ids: number[], window: WindowOptions, onProgress?: ProgressCallback): PerplexityResult {
+  const windows = planWindows(ids.length, window);
   const vocab = model.config.vocabSize;
   const acc = new NllAccumulator();
   const tokensTotal = tokensRead(windows);
@@ -71,6 +71,6 @@ export interface TextEvalResult extends PerplexityResult { text: string; totalTo
 export function evaluateTextFile(model: EvalModel, textPath: string, options: EvalInputOptions, onProgress?: ProgressCallback): TextEvalResult {
   const tokens = tokenizeText((t) => model.tokenizer.encode(t), readEvalText(textPath), options.maxTokens);
   const input = resolveEvalInput(tokens.ids, options, { maxPositions: model.config.maxPositions, path: model.source.path }, textPath, tokens.totalTokens);
-  const result = evaluatePerplexity(model, input.ids, input.windows, input, onProgress);
+  const result = evaluatePerplexity(model, input.ids, input, onProgress);
   return { ...result, text: textPath, totalTokens: input.totalTokens };
 }

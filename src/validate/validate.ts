@@ -10,7 +10,7 @@ import { TritpackError } from '../errors.js';
 import { ComparisonAccumulator } from './metrics.js';
 import { tokensRead, windowRows, type EvalModel, type ProgressCallback } from './evaluate.js';
 import { buildTensorTable, type TensorTable } from './tensors.js';
-import { readEvalText, resolveEvalInput, tokenizeText, type EvalInputOptions, type EvalWindow } from './windows.js';
+import { planWindows, readEvalText, resolveEvalInput, tokenizeText, type EvalInputOptions, type WindowOptions } from './windows.js';
 
 /** What validation needs of a loaded model (runtime-min's LoadedModel has it). */
 export interface ValidateModel extends EvalModel {
@@ -64,10 +64,9 @@ export interface ComparisonMetrics {
   scoredTokens: number;
 }
 
-/** Runs both models over the windows of `ids` and compares them position by position. */
-export function compareModels(
-  original: EvalModel, packed: EvalModel, ids: number[], windows: EvalWindow[], onProgress?: ProgressCallback,
-): ComparisonMetrics {
+/** Runs both models over the windows of `ids` (see planWindows) and compares them position by position. */
+export function compareModels(original: EvalModel, packed: EvalModel, ids: number[], window: WindowOptions, onProgress?: ProgressCallback): ComparisonMetrics {
+  const windows = planWindows(ids.length, window);
   const vocab = original.config.vocabSize;
   if (packed.config.vocabSize !== vocab) {
     throw new TritpackError(`${packed.source.path}: vocabulary of ${packed.config.vocabSize} does not match the original's ${vocab} (${original.source.path})`);
@@ -244,7 +243,7 @@ export function validateModels(options: ValidateOptions): ValidationReport {
   const maxPositions = Math.min(original.config.maxPositions, packed.config.maxPositions);
   const input = resolveEvalInput(allIds, options, { maxPositions, path: maxPositions === original.config.maxPositions ? original.source.path : packed.source.path }, source, totalTokens);
   const compareStarted = performance.now();
-  const metrics = compareModels(original, packed, input.ids, input.windows, options.onProgress);
+  const metrics = compareModels(original, packed, input.ids, input, options.onProgress);
   const compareSeconds = (performance.now() - compareStarted) / 1000;
   const continuations = compareContinuations(original, packed, prompts ?? [], options.newTokens ?? 32);
   const tensors = buildTensorTable(original.source.path, packed.source.path);

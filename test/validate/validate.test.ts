@@ -3,6 +3,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { validateModels, checkThresholds, DEFAULT_THRESHOLDS, promptsFromText } from '../../src/validate/validate.js';
 import { renderReportMarkdown } from '../../src/validate/report.js';
+import { evaluatePerplexity } from '../../src/validate/evaluate.js';
 import { TritpackError } from '../../src/errors.js';
 import { bigramModel } from '../support/validate-fake-model.js';
 import { makeTempDir } from '../support/fixtures.js';
@@ -69,6 +70,20 @@ describe('validate/validate (bigram stand-in models)', () => {
       assert.ok(!md.includes(dir), 'the card shows base names, not local directories');
       assert.deepEqual(promptsFromText('\nOnce upon a time there was a cat.\n<|endoftext|>\nBen ran.\n'), ['Once upon a time there was', 'Ben ran.']);
     } finally { cleanup(); }
+  });
+
+  it('evaluatePerplexity: a uniform model scores ln V per token whatever the windows; sliding windows score every token once', () => {
+    const uniform = bigramModel(Array.from({ length: 4 }, () => [0, 0, 0, 0]));
+    const ids = [0, 1, 2, 3, 1, 2, 3, 1, 2, 3];
+    const r = evaluatePerplexity(uniform, ids, { ctx: 4, stride: 2 });
+    assert.equal(r.scoredTokens, 9);
+    assert.equal(r.windows, 4);
+    assert.ok(Math.abs(r.meanNll - Math.log(4)) < 1e-12);
+    assert.ok(Math.abs(r.perplexity - 4) < 1e-9);
+    // The bigram P: the same figures as a hand sum over the 9 targets.
+    const p = evaluatePerplexity(bigramModel(logs(P)), ids, { ctx: 4, stride: 2 });
+    const want = -(Math.log(0.6) + 3 * Math.log(0.7) + 3 * Math.log(0.6) + 2 * Math.log(0.6)) / 9;
+    assert.ok(Math.abs(p.meanNll - want) < 1e-6, `${p.meanNll} vs ${want}`);
   });
 
   it('thresholds out of range are usage errors (exit 2)', () => {
