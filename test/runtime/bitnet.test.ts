@@ -5,8 +5,12 @@
  * agreement to ~1e-5 in NLL and exactness at early positions.
  */
 import assert from 'node:assert/strict';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fromFloat32 } from '../../src/formats/dtype.js';
+import { SafetensorsFile, writeSafetensors, type SafetensorsEntry } from '../../src/formats/safetensors.js';
 import { loadModel, type LoadedModel } from '../../src/runtime-min/index.js';
-import { fixtureDir, loadReference, type FixtureName } from '../support/fixtures.js';
+import { fixtureDir, loadReference, makeTempDir, type FixtureName } from '../support/fixtures.js';
 import { maxAbsDiff, meanNll, top1 } from '../support/runtime-helpers.js';
 
 /** These checks define the reference backend's correctness (other backends have their own test files). */
@@ -77,3 +81,35 @@ for (const fixture of ['bitnet-tiny', 'bitnet-tiny-packed'] as FixtureName[]) {
     }
   });
 }
+
+describe('runtime: HF packed BitNet with linear_class "bitlinear" (weight_scale = s = 1/γ, divides)', () => {
+  let tmp: { dir: string; cleanup: () => void };
+  before(() => { tmp = makeTempDir('tritpack-runtime-bitlinear-'); });
+  after(() => tmp.cleanup());
+
+  it('matches bitnet-tiny\'s reference as transformers\' BitLinear does (NLL within 1e-4, greedy equal)', async () => {
+    // The generator measured this variant: float32 s per tensor, BitLinear.forward → NLL −1.0e-5 from bitnet-tiny's reference.
+    const src = fixtureDir('bitnet-tiny-packed');
+    const packedRef = loadReference('bitnet-tiny-packed');
+    const st = SafetensorsFile.open(path.join(src, 'model.safetensors'));
+    const entries: SafetensorsEntry[] = st.tensors.map((t) => {
+      if (!t.name.endsWith('.weight_scale')) return { name: t.name, dtype: t.dtype, shape: t.shape, data: st.readBytes(t.name) };
+      const s = packedRef.per_tensor[t.name.replace(/_scale$/, '')].s_f32;
+      return { name: t.name, dtype: 'F32', shape: [1], data: fromFloat32(Float32Array.of(s), 'F32') };
+    });
+    st.close();
+    writeSafetensors(path.join(tmp.dir, 'model.safetensors'), entries);
+    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) copyFileSync(path.join(src, f), path.join(tmp.dir, f));
+    const config = JSON.parse(readFileSync(path.join(src, 'config.json'), 'utf8'));
+    config.quantization_config.linear_class = 'bitlinear';
+    writeFileSync(path.join(tmp.dir, 'config.json'), JSON.stringify(config));
+
+    const ref = loadReference('bitnet-tiny');
+    const model = await loadModel(tmp.dir, REFERENCE);
+    assert.deepEqual(model.config.bitnetQuantization, { linearClass: 'bitlinear', mode: 'offline' });
+    const logits = model.logits(ref.sample_ids_first256);
+    assert.ok(Math.abs(meanNll(logits, ref.sample_ids_first256, V) - ref.reference_float32.nll.mean_nll) < 1e-4);
+    assert.ok(maxAbsDiff(logits.subarray(0, 32), ref.reference_float32.logits_pos0_first32) < 1e-4);
+    assert.deepEqual(model.generate([1], { maxNewTokens: 32 }), ref.reference_float32.greedy32_from_bos.generated_ids);
+  });
+});
