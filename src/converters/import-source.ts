@@ -21,7 +21,7 @@ export interface SourceTensor {
   /** the file the tensor is read from (for error messages) */
   file: string;
   /** present when the source stores this tensor ternary: its scale layout */
-  ternary?: Omit<TpkScale, 'count'> & { count: number };
+  ternary?: TpkScale;
 }
 
 export interface SourceTernary {
