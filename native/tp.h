@@ -60,4 +60,10 @@ float tp_f16_to_f32(uint16_t h);
 /* n new queries [n × heads × head_dim] at positions length−n … length−1; keys/values [length × kv_heads × head_dim];
  * window ≤ 0: the whole causal prefix. */
 void tp_attention(const float *q, int n, const float *keys, const float *values, int length, int heads, int kv_heads, int head_dim, int window, float *out);
+
+/* ---- element-wise steps (tp_elementwise.c), bit-identical to the reference backend ---- */
+void tp_quantize(const float *x, int n, int cols, int8_t *q, float *scales);
+void tp_rmsnorm(const float *x, int n, int cols, const float *w, double eps, float *out);
+void tp_gated(const float *gate, const float *up, size_t count, int relu2, float *out);
+void tp_add(float *x, const float *y, size_t count);
 #endif

@@ -194,6 +194,60 @@ static napi_value js_attention(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* quantize(x, n, cols, q, scales) */
+static napi_value js_quantize(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  view x, q, sc;
+  int n, cols;
+  if (!args(env, info, 5, argv) || !get_view(env, argv[0], napi_float32_array, 0, &x, "x must be a Float32Array") || !get_int(env, argv[1], &n, "n") ||
+      !get_int(env, argv[2], &cols, "cols") || !get_view(env, argv[3], napi_int8_array, 0, &q, "q must be an Int8Array") ||
+      !get_view(env, argv[4], napi_float32_array, 0, &sc, "scales must be a Float32Array")) return NULL;
+  const size_t count = (size_t)n * cols;
+  if (x.bytes < count * 4 || q.bytes < count || sc.bytes < (size_t)n * 4) FAIL("quantize: buffers shorter than %d × %d", n, cols);
+  tp_quantize(x.data, n, cols, q.data, sc.data);
+  return NULL;
+}
+
+/* rmsnorm(x, n, cols, weight, eps, out) */
+static napi_value js_rmsnorm(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  view x, w, out;
+  int n, cols;
+  double eps;
+  if (!args(env, info, 6, argv) || !get_view(env, argv[0], napi_float32_array, 0, &x, "x must be a Float32Array") || !get_int(env, argv[1], &n, "n") ||
+      !get_int(env, argv[2], &cols, "cols") || !get_view(env, argv[3], napi_float32_array, 0, &w, "weight must be a Float32Array")) return NULL;
+  CHECK(napi_get_value_double(env, argv[4], &eps));
+  if (!get_view(env, argv[5], napi_float32_array, 0, &out, "out must be a Float32Array")) return NULL;
+  const size_t count = (size_t)n * cols;
+  if (x.bytes < count * 4 || out.bytes < count * 4 || w.bytes < (size_t)cols * 4) FAIL("rmsnorm: buffers shorter than %d × %d", n, cols);
+  tp_rmsnorm(x.data, n, cols, w.data, eps, out.data);
+  return NULL;
+}
+
+/* gated(gate, up, relu2 0|1, out) */
+static napi_value js_gated(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  view g, u, out;
+  int relu2;
+  if (!args(env, info, 4, argv) || !get_view(env, argv[0], napi_float32_array, 0, &g, "gate must be a Float32Array") ||
+      !get_view(env, argv[1], napi_float32_array, 0, &u, "up must be a Float32Array") || !get_int(env, argv[2], &relu2, "relu2") ||
+      !get_view(env, argv[3], napi_float32_array, 0, &out, "out must be a Float32Array")) return NULL;
+  if (u.bytes < g.bytes || out.bytes < g.bytes) FAIL("gated: up/out shorter than gate");
+  tp_gated(g.data, u.data, g.bytes / 4, relu2, out.data);
+  return NULL;
+}
+
+/* add(x, y): x += y */
+static napi_value js_add(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  view x, y;
+  if (!args(env, info, 2, argv) || !get_view(env, argv[0], napi_float32_array, 0, &x, "x must be a Float32Array") ||
+      !get_view(env, argv[1], napi_float32_array, 0, &y, "y must be a Float32Array")) return NULL;
+  if (y.bytes < x.bytes) FAIL("add: y shorter than x");
+  tp_add(x.data, y.data, x.bytes / 4);
+  return NULL;
+}
+
 /* readBandwidth(bytes, reps) → GB/s of a streaming read with the pool's threads */
 static napi_value js_read_bandwidth(napi_env env, napi_callback_info info) {
   napi_value argv[MAX_ARGS];
@@ -215,6 +269,10 @@ static napi_value init(napi_env env, napi_value exports) {
     { "ternaryRow", NULL, js_ternary_row, NULL, NULL, NULL, napi_default, NULL },
     { "floatMatmul", NULL, js_float_matmul, NULL, NULL, NULL, napi_default, NULL },
     { "attention", NULL, js_attention, NULL, NULL, NULL, napi_default, NULL },
+    { "quantize", NULL, js_quantize, NULL, NULL, NULL, napi_default, NULL },
+    { "rmsnorm", NULL, js_rmsnorm, NULL, NULL, NULL, napi_default, NULL },
+    { "gated", NULL, js_gated, NULL, NULL, NULL, napi_default, NULL },
+    { "add", NULL, js_add, NULL, NULL, NULL, napi_default, NULL },
     { "readBandwidth", NULL, js_read_bandwidth, NULL, NULL, NULL, napi_default, NULL },
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));

@@ -171,6 +171,35 @@ describe('runtime: native backend kernels vs the reference backend', function ()
     }
   });
 
+  it('element-wise steps repeat the reference bit for bit (quantization incl. ties, zeros, NaN; RMSNorm; relu²; adds), silu to rounding', () => {
+    const rand = rng(31);
+    for (const [n, cols] of [[1, 1], [3, 7], [5, 2048], [2, 5632]] as const) {
+      const x = randomFloats(rand, n * cols, 4);
+      if (cols > 4) { x[0] = 0.5; x[1] = -2.5; x[2] = 0; x[3] = -0; } // exact ties after scaling are rare; zeros and signs are not
+      const a = native.quantizeActivations(x, n, cols);
+      const b = ref.quantizeActivations(x, n, cols);
+      assert.ok(Buffer.from(a.q.buffer).equals(Buffer.from(b.q.buffer)) && sameBits(a.scales, b.scales), `quantize ${n}×${cols}`);
+      const w = randomFloats(rand, cols, 2);
+      assert.ok(sameBits(native.rmsnorm(x, n, cols, w, 1e-5), ref.rmsnorm(x, n, cols, w, 1e-5)), `rmsnorm ${n}×${cols}`);
+      assert.ok(sameBits(native.rmsnorm(x, n, cols, w, 1e-6), ref.rmsnorm(x, n, cols, w, 1e-6)), `rmsnorm eps 1e-6 ${n}×${cols}`);
+      const up = randomFloats(rand, n * cols, 3);
+      assert.ok(sameBits(native.gatedActivation(x, up, 'relu2'), ref.gatedActivation(x, up, 'relu2')), 'relu2');
+      const silu = native.gatedActivation(x, up, 'silu'), want = ref.gatedActivation(x, up, 'silu');
+      for (let i = 0; i < silu.length; i++) assert.ok(Math.abs(silu[i]! - want[i]!) <= 2 ** -22 * Math.abs(want[i]!), `silu ${i}`);
+      const s1 = x.slice(), s2 = x.slice();
+      native.addInPlace(s1, up);
+      ref.addInPlace(s2, up);
+      assert.ok(sameBits(s1, s2), 'add');
+    }
+    // Integer-valued activations give exact .5 ties under s = 127/max: half-to-even must match.
+    const ties = Float32Array.from({ length: 254 }, (_, i) => (i - 127) / 2);
+    ties[0] = 127 * 2; // max 254 → s = 0.5, every x·s is k/4
+    const a = native.quantizeActivations(ties, 1, ties.length), b = ref.quantizeActivations(ties, 1, ties.length);
+    assert.ok(Buffer.from(a.q.buffer).equals(Buffer.from(b.q.buffer)));
+    const odd = Float32Array.of(NaN, 1, Infinity, -3);
+    assert.deepEqual([...native.quantizeActivations(odd, 1, 4).q], [...ref.quantizeActivations(odd, 1, 4).q]);
+  });
+
   it('refuses t2 data holding the invalid code 3, and short buffers', () => {
     const src = ternarySource(rng(3), 2, 8, 't2', 'tensor');
     src.packed[3] = 0xff;

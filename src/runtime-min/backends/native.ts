@@ -1,8 +1,8 @@
 /**
- * The native backend: the matmuls run in tritpack's Node-API addon (native/, built by node-gyp at
- * install), everything element-wise stays with the reference backend (it is a small share of the
- * work and defines the rounding the model tests rely on) except attention, whose cost grows with
- * the context and would dominate decoding in JavaScript.
+ * The native backend: the kernels run in tritpack's Node-API addon (native/, built by node-gyp at
+ * install). Matmuls and attention are the work; the element-wise steps (activation quantization,
+ * RMSNorm, gating, residual adds) are native too because in JavaScript they cost about a fifth of
+ * a decode step, and they repeat the reference's roundings exactly. Only RoPE stays in TypeScript.
  *
  * Ternary weights are repacked once at load into the addon's compute layout (2-bit codes in
  * 128-column blocks, see native/tp.h); float weights are used in place from their stored bytes.
@@ -29,6 +29,10 @@ export interface NativeAddon {
   floatMatmul(dtype: number, bytes: Uint8Array, rows: number, cols: number, x: Float32Array, n: number, bias: Float32Array | null, out: Float32Array): void;
   attention(q: Float32Array, n: number, keys: Float32Array, values: Float32Array, length: number, heads: number, kvHeads: number, headDim: number,
     window: number, out: Float32Array): void;
+  quantize(x: Float32Array, n: number, cols: number, q: Int8Array, scales: Float32Array): void;
+  rmsnorm(x: Float32Array, n: number, cols: number, weight: Float32Array, eps: number, out: Float32Array): void;
+  gated(gate: Float32Array, up: Float32Array, relu2: number, out: Float32Array): void;
+  add(x: Float32Array, y: Float32Array): void;
   readBandwidth(bytes: number, reps: number): number;
 }
 
@@ -140,16 +144,33 @@ export class NativeBackend implements Backend {
     return out;
   }
 
-  quantizeActivations(x: Float32Array, n: number, cols: number): QuantizedActivations { return this.ref.quantizeActivations(x, n, cols); }
-  rmsnorm(x: Float32Array, n: number, cols: number, weight: Float32Array, eps: number): Float32Array { return this.ref.rmsnorm(x, n, cols, weight, eps); }
+  quantizeActivations(x: Float32Array, n: number, cols: number): QuantizedActivations {
+    const q = new Int8Array(n * cols);
+    const scales = new Float32Array(n);
+    this.addon.quantize(x, n, cols, q, scales);
+    return { n, cols, q, scales };
+  }
+
+  rmsnorm(x: Float32Array, n: number, cols: number, weight: Float32Array, eps: number): Float32Array {
+    const out = new Float32Array(n * cols);
+    this.addon.rmsnorm(x, n, cols, weight, eps, out);
+    return out;
+  }
+
   rope(x: Float32Array, n: number, heads: number, headDim: number, cos: Float32Array, sin: Float32Array): void { this.ref.rope(x, n, heads, headDim, cos, sin); }
+
   attention(q: Float32Array, n: number, cache: KvCache, shape: AttentionShape): Float32Array {
     const out = new Float32Array(n * shape.numHeads * shape.headDim);
     this.addon.attention(q, n, cache.keys, cache.values, cache.length, shape.numHeads, shape.numKvHeads, shape.headDim, shape.slidingWindow ?? 0, out);
     return out;
   }
-  gatedActivation(gate: Float32Array, up: Float32Array, act: 'silu' | 'relu2'): Float32Array { return this.ref.gatedActivation(gate, up, act); }
-  addInPlace(x: Float32Array, y: Float32Array): void { this.ref.addInPlace(x, y); }
+  gatedActivation(gate: Float32Array, up: Float32Array, act: 'silu' | 'relu2'): Float32Array {
+    const out = new Float32Array(gate.length);
+    this.addon.gated(gate, up, act === 'relu2' ? 1 : 0, out);
+    return out;
+  }
+
+  addInPlace(x: Float32Array, y: Float32Array): void { this.addon.add(x, y); }
 }
 
 /** The backend loadModel uses when none is named: native where the addon loads, else the reference. */
