@@ -46,7 +46,9 @@ usually ruined by plain absmean: the command says so, and \`tritpack validate\` 
 
   async run(): Promise<ConversionSummary | (ConversionSummary & { validation: ValidationReport })> {
     const { args, flags } = await this.parse(Convert);
-    const progress = new Progress(this.jsonEnabled() || !process.stderr.isTTY ? undefined : ora({ stream: process.stderr }));
+    // A spinner only on a real terminal: ora loops forever redrawing on a pty that reports 0 columns.
+    const interactive = !this.jsonEnabled() && process.stderr.isTTY && process.stderr.columns > 0;
+    const progress = new Progress(interactive ? ora({ stream: process.stderr }) : undefined);
     try {
       const summary = await convertCheckpoint({
         input: args.dir,
@@ -61,7 +63,8 @@ usually ruined by plain absmean: the command says so, and \`tritpack validate\` 
         allowNonFinite: flags['allow-nonfinite'],
         onProgress: (event) => progress.update(event, (message) => this.logToStderr(`Warning: ${message}`)),
       });
-      progress.done(`wrote ${path.relative(process.cwd(), summary.output) || summary.output}`);
+      const shown = path.relative(process.cwd(), summary.output);
+      progress.done(`wrote ${shown === '' || shown.startsWith('..') ? summary.output : shown}`);
       this.log(renderSummary(summary));
       if (!flags.validate) return summary;
       return { ...summary, validation: await this.validate(args.dir, summary.output, flags.text!) };
