@@ -12,9 +12,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FormatError, TritpackError } from '../errors.js';
 import { type DType, type FloatDType, fromFloat32, isFloatDType, toFloat32 } from '../formats/dtype.js';
-import { SafetensorsCheckpoint, SafetensorsFile } from '../formats/safetensors.js';
+import { SafetensorsCheckpoint, SafetensorsFile, type SafetensorsTensorInfo } from '../formats/safetensors.js';
 import { packTernary, type TernaryPacking } from '../formats/ternary.js';
-import { TpkWriter, type TpkHeader } from '../formats/tpk.js';
+import { TPK_FORMAT_VERSION, TpkWriter, type TpkHeader } from '../formats/tpk.js';
 import {
   declaresTernaryTraining, findAliases, isTernaryValued, planConversion, toTpkPlanned,
   type PlannedKeep, type PlannedTensor, type PlannedTernary, type TensorPlan,
@@ -110,7 +110,7 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
     for (const message of plan.warnings) emit({ type: 'warning', message });
 
     const header: Omit<TpkHeader, 'tensors'> = {
-      formatVersion: 1,
+      formatVersion: TPK_FORMAT_VERSION,
       producer: PRODUCER,
       createdAt: new Date().toISOString(),
       source: { path: input, files: hashSourceFiles(input, checkpoint.files, emit) },
@@ -125,7 +125,9 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
     };
     writer = TpkWriter.create(output, header, plan.tensors.map(toTpkPlanned), { force: options.force ?? false });
 
+    const declared = declaresTernaryTraining(config.parsed);
     const totals = { codes: 0, zeros: 0, ternaryValued: true };
+    const warnings = [...plan.warnings];
     let bytesDone = 0;
     const bytesTotal = plan.tensors.reduce((s, t) => s + checkpoint.get(t.name)!.byteLength, 0);
     for (const [index, tensor] of plan.tensors.entries()) {
@@ -133,24 +135,23 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
       await new Promise((resolve) => setImmediate(resolve));
       emit({ type: 'tensor', index, count: plan.tensors.length, tensor, bytesDone, bytesTotal });
       const info = checkpoint.get(tensor.name)!;
-      const checkFinite = (bytes: Uint8Array, dtype: DType) => {
-        const nonFinite = countNonFinite(bytes, dtype);
-        if (nonFinite.count > 0 && !options.allowNonFinite) {
-          throw new FormatError(info.file, `tensor ${tensor.name} holds ${nonFinite.count} NaN/Inf value(s), the first at element ${nonFinite.first} (--allow-nonfinite converts anyway)`);
-        }
-        return nonFinite.count;
-      };
       if (tensor.action === 'ternarize') {
         // Floats straight from the reader (widened in place: 4 bytes per weight, no second copy).
         const values = checkpoint.readFloat32(tensor.name);
-        const t = ternarizeOne(values, tensor, formula, checkFinite(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), 'F32'));
+        const nonFinite = checkFinite(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), 'F32', info, options.allowNonFinite);
+        const t = ternarizeOne(values, tensor, formula, nonFinite);
         writer.writeTensor(tensor.name, t.packed, t.scales, t.stats);
         totals.codes += tensor.rows * tensor.cols;
         totals.zeros += t.zeros;
+        // Say it as soon as it is known, not after a long conversion.
+        if (!declared && totals.ternaryValued && !t.ternaryValued) {
+          warnings.push(NOT_TERNARY_TRAINED_WARNING);
+          emit({ type: 'warning', message: NOT_TERNARY_TRAINED_WARNING });
+        }
         totals.ternaryValued &&= t.ternaryValued;
       } else {
         const bytes = checkpoint.readBytes(tensor.name);
-        checkFinite(bytes, info.dtype);
+        checkFinite(bytes, info.dtype, info, options.allowNonFinite);
         writer.writeTensor(tensor.name, keptBytes(bytes, info.dtype, tensor));
       }
       bytesDone += info.byteLength;
@@ -158,14 +159,7 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
     writer.finish();
     writer = undefined;
 
-    const ternaryTraining: TernaryTrainingVerdict = declaresTernaryTraining(config.parsed)
-      ? 'declared'
-      : totals.codes > 0 && totals.ternaryValued ? 'ternary-valued' : 'float';
-    const warnings = [...plan.warnings];
-    if (ternaryTraining === 'float' && totals.codes > 0) {
-      warnings.push(NOT_TERNARY_TRAINED_WARNING);
-      emit({ type: 'warning', message: NOT_TERNARY_TRAINED_WARNING });
-    }
+    const ternaryTraining: TernaryTrainingVerdict = declared ? 'declared' : totals.codes > 0 && totals.ternaryValued ? 'ternary-valued' : 'float';
     const seconds = (performance.now() - started) / 1000;
     return summarize({ input, output, packing, scale, formula, plan, inputBytes, seconds, zeros: totals.zeros, ternaryTraining, warnings });
   } catch (err) {
@@ -288,6 +282,15 @@ export function countNonFinite(bytes: Uint8Array, dtype: DType): { count: number
       break; // integer tensors cannot hold NaN/Inf
   }
   return { count, first };
+}
+
+/** The NaN/Inf count of a tensor's values; a FormatError naming the tensor and its file unless allowed. */
+function checkFinite(bytes: Uint8Array, dtype: DType, info: SafetensorsTensorInfo, allow: boolean | undefined): number {
+  const { count, first } = countNonFinite(bytes, dtype);
+  if (count > 0 && !allow) {
+    throw new FormatError(info.file, `tensor ${info.name} holds ${count} NaN/Inf value(s), the first at element ${first} (--allow-nonfinite converts anyway)`);
+  }
+  return count;
 }
 
 function ternarizeOne(values: Float32Array, tensor: PlannedTernary, formula: AbsmeanFormula, nonFinite: number) {

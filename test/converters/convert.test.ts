@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { convertCheckpoint, type ConversionSummary, type ConvertOptions } from '../../src/converters/convert.js';
-import { writeShardedSafetensors } from '../../src/formats/safetensors.js';
+import { writeSafetensors, writeShardedSafetensors } from '../../src/formats/safetensors.js';
 import { TpkFile } from '../../src/formats/tpk.js';
 import { FormatError } from '../../src/errors.js';
 import { fixtureDir, loadReference, makeTempDir, type FixtureName } from '../support/fixtures.js';
@@ -205,6 +205,24 @@ describe('converters/convert', function () {
       // within half an f16 ulp (normal range: 2^-11 relative; subnormals: 2^-25 absolute)
       assert.ok(Math.abs(after[i]! - before[i]!) <= Math.max(Math.abs(before[i]!) * 2 ** -11, 2 ** -25), `element ${i}`);
     }
+  });
+
+  it('recognises a checkpoint saved after ternary training (rows of {−a, 0, a}) and keeps its codes', async () => {
+    const dir = path.join(temp.dir, 'dequantized');
+    mkdirSync(dir);
+    for (const f of ['config.json', 'tokenizer.json']) copyFileSync(path.join(fixtureDir('tinystories-656K'), f), path.join(dir, f));
+    const src = readSafetensorsRaw(path.join(fixtureDir('tinystories-656K'), 'model.safetensors'));
+    const expected = new Map<string, Int8Array>();
+    writeSafetensors(path.join(dir, 'model.safetensors'), [...src.tensors].map(([name, t]) => {
+      if (!/_proj\.weight$/.test(name)) return { name, dtype: 'F32' as const, shape: t.shape, data: t.bytes };
+      const { gamma, codes } = absmeanReference(decodeFloats(t.bytes, t.dtype));
+      expected.set(name, codes);
+      return { name, dtype: 'F32' as const, shape: t.shape, data: new Uint8Array(Float32Array.from(codes, (c) => c * gamma).buffer) };
+    }), src.metadata);
+    const c = await convert(dir);
+    assert.equal(c.summary.ternaryTraining, 'ternary-valued');
+    assert.deepEqual(c.summary.warnings, []);
+    for (const [name, codes] of expected) assert.equal(countDiffering(codesOf(c.tpk, name), codes), 0, name);
   });
 
   it('refuses an already packed BitNet checkpoint, and leaves nothing behind', async () => {
