@@ -142,11 +142,12 @@ describe('cli/convert', function () {
     const model = Buffer.from(tinyModel());
     const n = Number(model.readBigUInt64LE(0));
     const header = JSON.parse(model.subarray(8, 8 + n).toString());
-    const [begin] = header['model.layers.1.self_attn.v_proj.weight'].data_offsets as [number, number];
+    // the first projection converted, so the float-model warning (issued after it) cannot precede the error
+    const [begin] = header['model.layers.0.mlp.down_proj.weight'].data_offsets as [number, number];
     model.writeFloatLE(NaN, 8 + n + begin + 4 * 7);
     model.writeFloatLE(-Infinity, 8 + n + begin + 4 * 9);
     const dir = checkpoint(model);
-    assertCleanFailure(convert(dir), path.join(dir, 'model.safetensors'), /tensor model\.layers\.1\.self_attn\.v_proj\.weight holds 2 NaN\/Inf value\(s\), the first at element 7/);
+    assertCleanFailure(convert(dir), path.join(dir, 'model.safetensors'), /tensor model\.layers\.0\.mlp\.down_proj\.weight holds 2 NaN\/Inf value\(s\), the first at element 7/);
     const r = convert(dir, '--allow-nonfinite', '--json');
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).tensors.ternarized, 14);
