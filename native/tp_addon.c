@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include "tp.h"
 
+static int force_portable = 0;
+
 int tp_has_avx2(void) {
 #if defined(__x86_64__) || defined(__i386__)
   static int cached = -1;
@@ -15,7 +17,7 @@ int tp_has_avx2(void) {
     __builtin_cpu_init();
     cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   }
-  return cached;
+  return cached && !force_portable;
 #else
   return 0;
 #endif
@@ -92,6 +94,16 @@ static napi_value js_features(napi_env env, napi_callback_info info) {
   CHECK(napi_create_int32(env, tp_pool_threads(), &v));
   CHECK(napi_set_named_property(env, obj, "threads", v));
   return obj;
+}
+
+/* setPortable(bool): use the portable C kernels even where AVX2 is available (tests, comparisons). */
+static napi_value js_set_portable(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  bool on;
+  if (!args(env, info, 1, argv)) return NULL;
+  CHECK(napi_get_value_bool(env, argv[0], &on));
+  force_portable = on;
+  return NULL;
 }
 
 /* setThreads(n): n participants including the caller; 0 = one per online CPU. */
@@ -262,6 +274,7 @@ static napi_value js_read_bandwidth(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
     { "features", NULL, js_features, NULL, NULL, NULL, napi_default, NULL },
+    { "setPortable", NULL, js_set_portable, NULL, NULL, NULL, napi_default, NULL },
     { "setThreads", NULL, js_set_threads, NULL, NULL, NULL, napi_default, NULL },
     { "repack", NULL, js_repack, NULL, NULL, NULL, napi_default, NULL },
     { "ternaryQ8", NULL, js_ternary_q8, NULL, NULL, NULL, napi_default, NULL },

@@ -104,9 +104,6 @@ static inline void dot_avx2(const uint8_t *w, const int8_t *x, size_t xs, int b0
   }
 }
 
-__attribute__((target("avx2"))) static void dot4_avx2(const uint8_t *w, const int8_t *x, size_t xs, int b0, int b1, int32_t *out) { dot_avx2(w, x, xs, b0, b1, out, 4); }
-__attribute__((target("avx2"))) static void dot1_avx2(const uint8_t *w, const int8_t *x, int b0, int b1, int32_t *out) { dot_avx2(w, x, 0, b0, b1, out, 1); }
-
 /* Portable: Σ c·x over columns [c0, c1) of one row. */
 static int32_t dot_scalar(const uint8_t *row, const int8_t *x, int c0, int c1) {
   int32_t acc = 0;
@@ -114,36 +111,59 @@ static int32_t dot_scalar(const uint8_t *row, const int8_t *x, int c0, int c1) {
   return acc;
 }
 
+/* Σ t·q of one row and one group (exact), from the Σ c·q the kernels compute. */
+static inline double group_term(const q8_ctx *k, int r, int g, int token, int32_t dot) {
+  return (double)(dot - k->xsum[(size_t)token * k->groups + g]) * (double)scale_of(k->w, r, g, k->groups);
+}
+
+/* Rows [r0, r1) for tokens [t0, t1); the reference's double steps: Σ_g term, / s_x, + bias, to float. */
+__attribute__((target("avx2")))
+static void q8_rows_avx2(const q8_ctx *k, int r0, int r1, int t0, int t1) {
+  const tp_ternary *w = k->w;
+  const int nblocks = w->row_bytes / TP_BLOCK_BYTES;
+  for (int r = r0; r < r1; r++) {
+    const uint8_t *row = w->codes + (size_t)r * w->row_bytes;
+    const double b = k->bias ? (double)k->bias[r] : 0.0;
+    for (int i = t0; i < t1;) {
+      const int m = t1 - i >= 4 ? 4 : 1;
+      double tot[4] = { 0, 0, 0, 0 };
+      for (int g = 0; g < k->groups; g++) {
+        const int b0 = g * k->blocks_per_group, b1 = b0 + k->blocks_per_group < nblocks ? b0 + k->blocks_per_group : nblocks;
+        int32_t d[4];
+        if (m == 4) dot_avx2(row, k->x + (size_t)i * k->xcols, k->xcols, b0, b1, d, 4);
+        else dot_avx2(row, k->x + (size_t)i * k->xcols, 0, b0, b1, d, 1);
+        for (int j = 0; j < m; j++) tot[j] += group_term(k, r, g, i + j, d[j]);
+      }
+      for (int j = 0; j < m; j++) k->out[(size_t)(i + j) * w->rows + r] = (float)(tot[j] / (double)k->sx[i + j] + b);
+      i += m;
+    }
+  }
+}
+
+/* Portable: any group size, one column at a time. */
+static void q8_rows_portable(const q8_ctx *k, int r0, int r1, int t0, int t1) {
+  const tp_ternary *w = k->w;
+  for (int r = r0; r < r1; r++) {
+    const uint8_t *row = w->codes + (size_t)r * w->row_bytes;
+    const double b = k->bias ? (double)k->bias[r] : 0.0;
+    for (int i = t0; i < t1; i++) {
+      double tot = 0;
+      for (int g = 0; g < k->groups; g++) {
+        const int c0 = g * w->group_size, c1 = c0 + w->group_size < w->cols ? c0 + w->group_size : w->cols;
+        tot += group_term(k, r, g, i, dot_scalar(row, k->x + (size_t)i * k->xcols, c0, c1));
+      }
+      k->out[(size_t)i * w->rows + r] = (float)(tot / (double)k->sx[i] + b);
+    }
+  }
+}
+
 static void q8_chunk(void *p, int chunk) {
   const q8_ctx *k = p;
-  const tp_ternary *w = k->w;
-  const int r0 = chunk * k->chunk_rows, r1 = r0 + k->chunk_rows < w->rows ? r0 + k->chunk_rows : w->rows;
-  const int nblocks = w->row_bytes / TP_BLOCK_BYTES;
+  const int r0 = chunk * k->chunk_rows, r1 = r0 + k->chunk_rows < k->w->rows ? r0 + k->chunk_rows : k->w->rows;
   for (int t0 = 0; t0 < k->n; t0 += TOKEN_TILE) {
     const int t1 = t0 + TOKEN_TILE < k->n ? t0 + TOKEN_TILE : k->n;
-    for (int r = r0; r < r1; r++) {
-      const uint8_t *row = w->codes + (size_t)r * w->row_bytes;
-      const double b = k->bias ? (double)k->bias[r] : 0.0;
-      for (int i = t0; i < t1;) {
-        const int m = k->avx2 && t1 - i >= 4 ? 4 : 1;
-        double tot[4] = { 0, 0, 0, 0 };
-        for (int g = 0; g < k->groups; g++) {
-          int32_t d[4];
-          if (k->avx2) {
-            const int b0 = g * k->blocks_per_group, b1 = b0 + k->blocks_per_group < nblocks ? b0 + k->blocks_per_group : nblocks;
-            if (m == 4) dot4_avx2(row, k->x + (size_t)i * k->xcols, k->xcols, b0, b1, d);
-            else dot1_avx2(row, k->x + (size_t)i * k->xcols, b0, b1, d);
-          } else {
-            const int c0 = g * w->group_size, c1 = c0 + w->group_size < w->cols ? c0 + w->group_size : w->cols;
-            d[0] = dot_scalar(row, k->x + (size_t)i * k->xcols, c0, c1);
-          }
-          const double s = (double)scale_of(w, r, g, k->groups);
-          for (int j = 0; j < m; j++) tot[j] += (double)(d[j] - k->xsum[(size_t)(i + j) * k->groups + g]) * s;
-        }
-        for (int j = 0; j < m; j++) k->out[(size_t)(i + j) * w->rows + r] = (float)(tot[j] / (double)k->sx[i + j] + b);
-        i += m;
-      }
-    }
+    if (k->avx2) q8_rows_avx2(k, r0, r1, t0, t1);
+    else q8_rows_portable(k, r0, r1, t0, t1);
   }
 }
 

@@ -89,6 +89,33 @@ describe('runtime: native backend kernels vs the reference backend', function ()
     }
   }
 
+  it('the portable C kernels (no AVX2) agree too: matmulQ8 bit for bit, float paths to rounding', () => {
+    const rand = rng(77);
+    addon!.setPortable(true);
+    try {
+      assert.equal(addon!.features().avx2, false);
+      for (const [rows, cols, n] of SHAPES) {
+        const src = ternarySource(rand, rows, cols, 't158', 'channel');
+        const x = randomFloats(rand, n * cols, 3);
+        const q = ref.quantizeActivations(x, n, cols);
+        assert.ok(sameBits(native.matmulQ8(native.prepare(src), q), ref.matmulQ8(ref.prepare(src), q)), `[${rows}×${cols}] n=${n}`);
+        const rw = ref.prepare(src);
+        const dense = ref.gatherRows(rw, Array.from({ length: rows }, (_, r) => r));
+        assertClose(native.matmul(native.prepare(src), x, n), ref.matmul(rw, x, n), magnitudes(dense, rows, cols, x, n), 2e-6, 'ternary f32');
+        const fsrc = { kind: 'float' as const, name: 'w', rows, cols, dtype: 'F16' as const, bytes: fromFloat32(randomFloats(rand, rows * cols), 'F16') };
+        const fw = ref.prepare(fsrc);
+        const fdense = ref.gatherRows(fw, Array.from({ length: rows }, (_, r) => r));
+        assertClose(native.matmul(native.prepare(fsrc), x, n), ref.matmul(fw, x, n), magnitudes(fdense, rows, cols, x, n), 2e-6, 'f16');
+        const cache = { keys: randomFloats(rand, 12 * 2 * 16), values: randomFloats(rand, 12 * 2 * 16), length: 12 };
+        const qa = randomFloats(rand, 3 * 4 * 16);
+        const shape = { numHeads: 4, numKvHeads: 2, headDim: 16, slidingWindow: null };
+        assert.ok(maxAbsDiff(native.attention(qa, 3, cache, shape), ref.attention(qa, 3, cache, shape)) < 2e-6);
+      }
+    } finally {
+      addon!.setPortable(false);
+    }
+  });
+
   it('matmulQ8 stays bit-identical at the activation extremes (q = −128 and 127 everywhere)', () => {
     const rand = rng(7);
     for (const fill of [-128, 127]) {

@@ -20,6 +20,8 @@ import { ReferenceBackend } from '../reference-backend.js';
 export interface NativeAddon {
   features(): { avx2: boolean; threads: number };
   setThreads(threads: number): number;
+  /** Force the portable C kernels (no AVX2) process-wide; for tests and comparisons. */
+  setPortable(on: boolean): void;
   repack(packing: number, packed: Uint8Array, row0: number, nrows: number, cols: number, out: Uint8Array): number;
   ternaryQ8(codes: Uint8Array, rows: number, cols: number, scales: Float32Array, scaleMode: number, groupSize: number,
     q: Int8Array, n: number, bias: Float32Array | null, out: Float32Array, sx: Float32Array): void;
