@@ -241,7 +241,9 @@ function readSideFiles(dir: string, configText: string): Record<string, string> 
  * at well over 1 GB/s, small next to ternarization.
  */
 function hashSourceFiles(dir: string, weightFiles: string[], emit: (e: ConvertEvent) => void): { name: string; size: number; sha256: string }[] {
-  const names = [...SIDE_FILES, 'model.safetensors.index.json']
+  // The index counts only when the weights really come from shards (a model.safetensors beside it wins).
+  const sharded = !weightFiles.some((f) => path.basename(f) === 'model.safetensors');
+  const names = [...SIDE_FILES, ...(sharded ? ['model.safetensors.index.json'] : [])]
     .filter((name) => existsSync(path.join(dir, name)))
     .map((name) => path.join(dir, name));
   const buffer = Buffer.allocUnsafe(4 << 20);
