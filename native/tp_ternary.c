@@ -116,26 +116,41 @@ static inline double group_term(const q8_ctx *k, int r, int g, int token, int32_
   return (double)(dot - k->xsum[(size_t)token * k->groups + g]) * (double)scale_of(k->w, r, g, k->groups);
 }
 
-/* Rows [r0, r1) for tokens [t0, t1); the reference's double steps: Σ_g term, / s_x, + bias, to float. */
+#define ROW_BLOCK 32
+
+/*
+ * Rows [r0, r1) for tokens [t0, t1), at most TOKEN_TILE of them. The integer dots of a block of rows
+ * go to a small buffer first and the float epilogue (the reference's double steps: Σ_g term, / s_x,
+ * + bias, to float) runs afterwards, so its division latency never stalls the streaming loop.
+ */
 __attribute__((target("avx2")))
 static void q8_rows_avx2(const q8_ctx *k, int r0, int r1, int t0, int t1) {
   const tp_ternary *w = k->w;
-  const int nblocks = w->row_bytes / TP_BLOCK_BYTES;
-  for (int r = r0; r < r1; r++) {
-    const uint8_t *row = w->codes + (size_t)r * w->row_bytes;
-    const double b = k->bias ? (double)k->bias[r] : 0.0;
-    for (int i = t0; i < t1;) {
-      const int m = t1 - i >= 4 ? 4 : 1;
-      double tot[4] = { 0, 0, 0, 0 };
-      for (int g = 0; g < k->groups; g++) {
-        const int b0 = g * k->blocks_per_group, b1 = b0 + k->blocks_per_group < nblocks ? b0 + k->blocks_per_group : nblocks;
-        int32_t d[4];
-        if (m == 4) dot_avx2(row, k->x + (size_t)i * k->xcols, k->xcols, b0, b1, d, 4);
-        else dot_avx2(row, k->x + (size_t)i * k->xcols, 0, b0, b1, d, 1);
-        for (int j = 0; j < m; j++) tot[j] += group_term(k, r, g, i + j, d[j]);
+  const int nblocks = w->row_bytes / TP_BLOCK_BYTES, nt = t1 - t0;
+  int32_t dots[ROW_BLOCK * TOKEN_TILE];
+  double tot[ROW_BLOCK * TOKEN_TILE];
+  for (int rb = r0; rb < r1; rb += ROW_BLOCK) {
+    const int re = rb + ROW_BLOCK < r1 ? rb + ROW_BLOCK : r1;
+    for (int g = 0; g < k->groups; g++) {
+      const int b0 = g * k->blocks_per_group, b1 = b0 + k->blocks_per_group < nblocks ? b0 + k->blocks_per_group : nblocks;
+      for (int r = rb; r < re; r++) {
+        const uint8_t *row = w->codes + (size_t)r * w->row_bytes;
+        int32_t *d = dots + (size_t)(r - rb) * TOKEN_TILE;
+        int i = 0;
+        for (; i + 4 <= nt; i += 4) dot_avx2(row, k->x + (size_t)(t0 + i) * k->xcols, k->xcols, b0, b1, d + i, 4);
+        for (; i < nt; i++) dot_avx2(row, k->x + (size_t)(t0 + i) * k->xcols, 0, b0, b1, d + i, 1);
       }
-      for (int j = 0; j < m; j++) k->out[(size_t)(i + j) * w->rows + r] = (float)(tot[j] / (double)k->sx[i + j] + b);
-      i += m;
+      for (int r = rb; r < re; r++) {
+        for (int i = 0; i < nt; i++) {
+          const size_t at = (size_t)(r - rb) * TOKEN_TILE + i;
+          const double term = group_term(k, r, g, t0 + i, dots[at]);
+          tot[at] = g == 0 ? 0.0 + term : tot[at] + term;
+        }
+      }
+    }
+    for (int r = rb; r < re; r++) {
+      const double b = k->bias ? (double)k->bias[r] : 0.0;
+      for (int i = 0; i < nt; i++) k->out[(size_t)(t0 + i) * w->rows + r] = (float)(tot[(size_t)(r - rb) * TOKEN_TILE + i] / (double)k->sx[t0 + i] + b);
     }
   }
 }
@@ -171,7 +186,10 @@ void tp_ternary_q8(const tp_ternary *w, const int8_t *q, int n, const float *sx,
   const int groups = (w->cols + w->group_size - 1) / w->group_size;
   const int avx2 = tp_has_avx2() && (groups == 1 || w->group_size % TP_BLOCK_COLS == 0);
   const int xcols = w->row_bytes / TP_BLOCK_BYTES * TP_BLOCK_COLS;
-  int8_t *x = calloc((size_t)n * xcols + 64, 1);
+  /* 64-byte aligned: a 32-byte activation load must never straddle two cache lines */
+  const size_t xbytes = ((size_t)n * xcols + 63) / 64 * 64;
+  int8_t *x = aligned_alloc(64, xbytes);
+  memset(x, 0, xbytes);
   int32_t *xsum = calloc((size_t)n * groups, sizeof(int32_t));
   for (int i = 0; i < n; i++) {
     memcpy(x + (size_t)i * xcols, q + (size_t)i * w->cols, (size_t)w->cols);
@@ -256,7 +274,9 @@ static void f32_chunk(void *p, int chunk) {
 void tp_ternary_f32(const tp_ternary *w, const float *x, int n, const float *bias, float *out) {
   const int groups = (w->cols + w->group_size - 1) / w->group_size;
   const int xcols = w->row_bytes / TP_BLOCK_BYTES * TP_BLOCK_COLS;
-  float *xp = calloc((size_t)n * xcols + 16, sizeof(float));
+  const size_t xbytes = ((size_t)n * xcols * sizeof(float) + 63) / 64 * 64;
+  float *xp = aligned_alloc(64, xbytes);
+  memset(xp, 0, xbytes);
   for (int i = 0; i < n; i++) memcpy(xp + (size_t)i * xcols, x + (size_t)i * w->cols, (size_t)w->cols * sizeof(float));
   f32_ctx k = { w, xp, xcols, n, groups, tp_has_avx2() && (groups == 1 || w->group_size % TP_BLOCK_COLS == 0), bias, out, 0 };
   k.chunk_rows = tp_chunk_rows(w->rows, (size_t)w->row_bytes);
