@@ -2,6 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import ora, { type Ora } from 'ora';
 import path from 'node:path';
 import { TritpackCommand } from '../cli/base-command.js';
+import { offlineFlag, resolveModelInput } from '../cli/model-input.js';
 import { formatBytes, formatCount, renderPairs } from '../cli/table.js';
 import { convertCheckpoint, type ConversionSummary, type ConvertEvent } from '../converters/convert.js';
 import { parseScaleGranularity } from '../converters/ternarize.js';
@@ -27,7 +28,7 @@ usually ruined by plain absmean: the command says so, and \`tritpack validate\` 
   ];
 
   static override args = {
-    dir: Args.string({ description: 'checkpoint directory (config.json + model.safetensors or a sharded index)', required: true }),
+    dir: Args.string({ description: 'checkpoint directory (config.json + model.safetensors or a sharded index; float master weights or HF offline-packed BitNet), a .gguf file, or a hub repo id', required: true }),
   };
 
   static override flags = {
@@ -39,6 +40,7 @@ usually ruined by plain absmean: the command says so, and \`tritpack validate\` 
     exclude: Flags.string({ description: 'never ternarize tensors matching this glob (repeatable; beats --include)', multiple: true }),
     'keep-dtype': Flags.string({ description: 'store kept float tensors in this dtype (default: their source dtype, bit-identical)', options: Object.keys(KEEP_DTYPES) }),
     force: Flags.boolean({ description: 'overwrite the output file if it exists', default: false }),
+    offline: offlineFlag,
     'allow-nonfinite': Flags.boolean({ description: 'convert weights holding NaN/Inf anyway (they count as 0 when ternarizing)', default: false }),
     validate: Flags.boolean({ description: 'then compare the .tpk with the original on --text (as `tritpack validate`, default thresholds) and embed the report in the .tpk; exit 1 on FAIL', dependsOn: ['text'] }),
     text: Flags.string({ description: 'UTF-8 evaluation text for --validate', dependsOn: ['validate'] }),
@@ -49,9 +51,11 @@ usually ruined by plain absmean: the command says so, and \`tritpack validate\` 
     // A spinner only on a real terminal: ora loops forever redrawing on a pty that reports 0 columns.
     const interactive = !this.jsonEnabled() && process.stderr.isTTY && process.stderr.columns > 0;
     const progress = new Progress(interactive ? ora({ stream: process.stderr }) : undefined);
+    const resolved = await resolveModelInput(args.dir, flags.offline);
     try {
       const summary = await convertCheckpoint({
-        input: args.dir,
+        input: resolved.path,
+        ...(resolved.repo ? { sourceRepo: { repo: resolved.repo, revision: resolved.commit ?? resolved.revision } } : {}),
         output: flags.output,
         packing: flags.packing as 't158' | 't2',
         scale: parseScaleGranularity(flags.scale),
@@ -67,7 +71,7 @@ usually ruined by plain absmean: the command says so, and \`tritpack validate\` 
       progress.done(`wrote ${shown === '' || shown.startsWith('..') ? summary.output : shown}`);
       this.log(renderSummary(summary));
       if (!flags.validate) return summary;
-      return { ...summary, validation: await this.validate(args.dir, summary.output, flags.text!) };
+      return { ...summary, validation: await this.validate(resolved.path, summary.output, flags.text!) };
     } catch (err) {
       progress.fail();
       throw err;

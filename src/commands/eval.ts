@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { TritpackCommand } from '../cli/base-command.js';
-import { resolveModelPath } from '../hub/resolve.js';
+import { offlineFlag, resolveModelInput } from '../cli/model-input.js';
 import { formatCount, renderPairs } from '../cli/table.js';
 import { loadModel, AVAILABLE_BACKENDS } from '../runtime-min/index.js';
 import { evaluateTextFile, type TextEvalResult } from '../validate/evaluate.js';
@@ -30,12 +30,12 @@ log-softmax is taken in float64. A text shorter than one window is an error: low
     stride: Flags.integer({ description: 'tokens each window advances [default: --ctx, no overlap]' }),
     'max-tokens': Flags.integer({ description: 'use only the first N tokens of the text' }),
     backend: Flags.string({ description: `kernel backend (${AVAILABLE_BACKENDS.join(', ')})` }),
-    offline: Flags.boolean({ description: 'resolve hub repo ids from the local cache only, never the network (also HF_HUB_OFFLINE=1)', default: false }),
+    offline: offlineFlag,
   };
 
   async run(): Promise<EvalOutput> {
     const { args, flags } = await this.parse(Eval);
-    const model = await loadModel(await resolveModelPath(args.model, { offline: flags.offline || undefined }), { backend: flags.backend });
+    const model = await loadModel((await resolveModelInput(args.model, flags.offline)).path, { backend: flags.backend });
     const progress = terminalProgress('eval', this.jsonEnabled() ? undefined : process.stderr);
     try {
       const result = evaluateTextFile(model, flags.text, { ctx: flags.ctx, stride: flags.stride, maxTokens: flags['max-tokens'] }, progress.update);

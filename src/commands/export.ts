@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { TritpackCommand } from '../cli/base-command.js';
+import { offlineFlag, resolveModelInput } from '../cli/model-input.js';
 import { formatBytes, formatCount, renderPairs } from '../cli/table.js';
 import { TritpackError } from '../errors.js';
 import { exportGguf, type GgufExportSummary } from '../converters/export-gguf.js';
@@ -38,22 +39,24 @@ one float dtype, for tools that know nothing else.`;
     dtype: Flags.string({ description: 'safetensors: float dtype of every weight (default: the model\'s own); hf-bitnet: dtype of weight_scale (default bf16)', options: Object.keys(DTYPES) }),
     'linear-class': Flags.string({ description: 'hf-bitnet: transformers BitNet layer class, which fixes the weight_scale convention', options: ['autobitlinear', 'bitlinear'], default: 'autobitlinear' }),
     force: Flags.boolean({ description: 'overwrite the output if it exists', default: false }),
+    offline: offlineFlag,
   };
 
   async run(): Promise<ExportSummary> {
     const { args, flags } = await this.parse(Export);
     const dtype = flags.dtype === undefined ? undefined : DTYPES[flags.dtype];
+    const input = (await resolveModelInput(args.model, flags.offline)).path;
     let summary: ExportSummary;
     switch (flags.to) {
       case 'gguf':
         if (flags.dtype !== undefined) throw new TritpackError('--dtype does not apply to --to gguf (embeddings are F16, norms F32, ternary tensors --type)');
-        summary = { to: 'gguf', ...exportGguf({ input: args.model, output: flags.output, type: flags.type as 'tq1_0' | 'tq2_0', force: flags.force }) };
+        summary = { to: 'gguf', ...exportGguf({ input: input, output: flags.output, type: flags.type as 'tq1_0' | 'tq2_0', force: flags.force }) };
         break;
       case 'hf-bitnet':
-        summary = { to: 'hf-bitnet', ...exportHfBitnet({ input: args.model, output: flags.output, linearClass: flags['linear-class'] as LinearClass, ...(dtype ? { scaleDType: dtype } : {}), force: flags.force }) };
+        summary = { to: 'hf-bitnet', ...exportHfBitnet({ input: input, output: flags.output, linearClass: flags['linear-class'] as LinearClass, ...(dtype ? { scaleDType: dtype } : {}), force: flags.force }) };
         break;
       default:
-        summary = { to: 'safetensors', ...exportSafetensors({ input: args.model, output: flags.output, ...(dtype ? { dtype } : {}), force: flags.force }) };
+        summary = { to: 'safetensors', ...exportSafetensors({ input: input, output: flags.output, ...(dtype ? { dtype } : {}), force: flags.force }) };
     }
     for (const warning of summary.warnings) this.logToStderr(`Warning: ${warning}`);
     this.log(render(summary));

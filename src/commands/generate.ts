@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { TritpackCommand } from '../cli/base-command.js';
-import { resolveModelPath } from '../hub/resolve.js';
+import { offlineFlag, resolveModelInput } from '../cli/model-input.js';
 import { TritpackError } from '../errors.js';
 import { loadModel, AVAILABLE_BACKENDS } from '../runtime-min/index.js';
 import { parseNumberFlag } from '../validate/number-flag.js';
@@ -46,7 +46,7 @@ stdout as tokens arrive (characters split across tokens are printed once complet
     'special-tokens': Flags.boolean({ description: 'add the tokenizer\'s special tokens (BOS) to the prompt', default: true, allowNo: true }),
     'ignore-eos': Flags.boolean({ description: 'keep generating past the EOS token', default: false }),
     backend: Flags.string({ description: `kernel backend (${AVAILABLE_BACKENDS.join(', ')})` }),
-    offline: Flags.boolean({ description: 'resolve hub repo ids from the local cache only, never the network (also HF_HUB_OFFLINE=1)', default: false }),
+    offline: offlineFlag,
   };
 
   async run(): Promise<GenerateOutput> {
@@ -58,7 +58,7 @@ stdout as tokens arrive (characters split across tokens are printed once complet
     const maxNewTokens = flags['max-new-tokens'];
     if (maxNewTokens < 1) throw new TritpackError(`--max-new-tokens must be a positive integer, got ${maxNewTokens}`);
 
-    const model = await loadModel(await resolveModelPath(args.model, { offline: flags.offline || undefined }), { backend: flags.backend });
+    const model = await loadModel((await resolveModelInput(args.model, flags.offline)).path, { backend: flags.backend });
     try {
       const promptIds = model.tokenizer.encode(flags.prompt, { addSpecialTokens: flags['special-tokens'] });
       if (promptIds.length === 0) throw new TritpackError('the prompt encodes to no tokens: give some text, or keep special tokens (BOS) on');

@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { TritpackCommand } from '../cli/base-command.js';
+import { offlineFlag, resolveModelInput } from '../cli/model-input.js';
 import { formatBytes, formatCount, renderPairs, renderTable } from '../cli/table.js';
 import { inspectModel, type InspectReport } from '../converters/inspect.js';
 import { TritpackError } from '../errors.js';
@@ -22,11 +23,12 @@ and exits non-zero on any mismatch.`;
 
   static override flags = {
     verify: Flags.boolean({ description: 'check every tensor blob against its sha256 (.tpk only)', default: false }),
+    offline: offlineFlag,
   };
 
   async run(): Promise<InspectReport> {
     const { args, flags } = await this.parse(Inspect);
-    const report = inspectModel(args.target, { verify: flags.verify });
+    const report = inspectModel((await resolveModelInput(args.target, flags.offline)).path, { verify: flags.verify });
     this.log(renderReport(report));
     if (report.verify && !report.verify.ok) {
       const names = report.verify.failed.map((f) => f.name);

@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { TritpackCommand } from '../cli/base-command.js';
-import { resolveModelPath } from '../hub/resolve.js';
+import { offlineFlag, resolveModelInput } from '../cli/model-input.js';
 import { formatCount, renderPairs } from '../cli/table.js';
 import { AVAILABLE_BACKENDS } from '../runtime-min/index.js';
 import { parseNumberFlag } from '../validate/number-flag.js';
@@ -45,7 +45,7 @@ by orders of magnitude, and the report says why.`;
     report: Flags.string({ description: 'write the Markdown report (model-card ready) to this file' }),
     embed: Flags.boolean({ description: 'store the report in the .tpk header, where `tritpack push` puts it on the model card', default: false }),
     backend: Flags.string({ description: `kernel backend (${AVAILABLE_BACKENDS.join(', ')})` }),
-    offline: Flags.boolean({ description: 'resolve hub repo ids from the local cache only, never the network (also HF_HUB_OFFLINE=1)', default: false }),
+    offline: offlineFlag,
   };
 
   async run(): Promise<ValidationReport> {
@@ -57,7 +57,7 @@ by orders of magnitude, and the report says why.`;
       maxKl: parseNumberFlag('--max-kl', flags['max-kl']),
     });
     const progress = terminalProgress('validate', this.jsonEnabled() ? undefined : process.stderr);
-    const resolve = (spec: string) => resolveModelPath(spec, { offline: flags.offline || undefined });
+    const resolve = async (spec: string) => (await resolveModelInput(spec, flags.offline)).path;
     const result = await runValidation({
       original: await resolve(args.original), packed: await resolve(args.packed), text: flags.text,
       ctx: flags.ctx, stride: flags.stride, maxTokens: flags['max-tokens'],

@@ -12,13 +12,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FormatError, TritpackError } from '../errors.js';
 import { type DType, type FloatDType, fromFloat32, isFloatDType, toFloat32 } from '../formats/dtype.js';
-import { SafetensorsCheckpoint, SafetensorsFile, type SafetensorsTensorInfo } from '../formats/safetensors.js';
+import { SafetensorsCheckpoint, SafetensorsFile } from '../formats/safetensors.js';
 import { packTernary, type TernaryPacking } from '../formats/ternary.js';
 import { TPK_FORMAT_VERSION, TpkWriter, type TpkHeader } from '../formats/tpk.js';
 import {
   declaresTernaryTraining, findAliases, isTernaryValued, planConversion, toTpkPlanned,
   type PlannedKeep, type PlannedTensor, type PlannedTernary, type TensorPlan,
 } from './plan.js';
+import { openTensorSource } from './import-source.js';
 import { ternarizeAbsmean, type AbsmeanFormula, type ScaleGranularity } from './ternarize.js';
 
 /** Text files copied verbatim into the .tpk header (config.json is required, the rest optional). */
@@ -37,6 +38,8 @@ export interface ConvertOptions {
   force?: boolean;
   /** Convert weights holding NaN/Inf anyway; those values count as 0 when ternarizing. */
   allowNonFinite?: boolean;
+  /** The hub repo the input was pulled from, recorded in the .tpk header's `source`. */
+  sourceRepo?: { repo: string; revision?: string };
   onProgress?: (event: ConvertEvent) => void;
 }
 
@@ -94,13 +97,17 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
   const input = path.resolve(options.input);
   const output = path.resolve(options.output);
 
-  const config = readConfig(input);
+  // A GGUF file or an HF offline-packed BitNet dir is read through its tensor source (already
+  // ternary tensors keep their codes); anything else is a float safetensors checkpoint.
+  const source = openTensorSource(input);
+  const config = source ? parseConfig(input, source.sideFiles['config.json']!) : readConfig(input);
   checkOutput(output, options.force ?? false);
-  const checkpoint = SafetensorsCheckpoint.open(input);
+  const checkpoint = source ?? SafetensorsCheckpoint.open(input);
   let writer: TpkWriter | undefined;
   try {
-    const metadata = readMetadata(checkpoint.files);
-    rejectPackedBitNet(input, config.parsed, checkpoint);
+    const metadata = source ? source.metadata : readMetadata(checkpoint.files);
+    if (!source) rejectPackedBitNet(input, config.parsed, checkpoint as SafetensorsCheckpoint);
+    for (const message of source?.warnings ?? []) emit({ type: 'warning', message });
     const plan = planConversion(checkpoint.tensors, {
       packing, scale, include: options.include, exclude: options.exclude, keepDType: options.keepDType,
       aliases: findAliases(checkpoint.tensors.map((t) => t.name), metadata, config.parsed),
@@ -113,8 +120,8 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
       formatVersion: TPK_FORMAT_VERSION,
       producer: PRODUCER,
       createdAt: new Date().toISOString(),
-      source: { path: input, files: hashSourceFiles(input, checkpoint.files, emit) },
-      files: readSideFiles(input, config.text),
+      source: { ...options.sourceRepo, path: input, files: hashSourceFiles(source?.kind === 'gguf' ? path.dirname(input) : input, checkpoint.files, emit, source?.kind === 'gguf') },
+      files: source ? source.sideFiles : readSideFiles(input, config.text),
       conversion: {
         packing, scale: formatScale(scale), formula,
         include: options.include ?? [], exclude: options.exclude ?? [],
@@ -135,7 +142,14 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
       await new Promise((resolve) => setImmediate(resolve));
       emit({ type: 'tensor', index, count: plan.tensors.length, tensor, bytesDone, bytesTotal });
       const info = checkpoint.get(tensor.name)!;
-      if (tensor.action === 'ternarize') {
+      if (tensor.action === 'ternarize' && source?.get(tensor.name)?.ternary) {
+        // Already ternary in the source: keep its codes and scales (absmean again would shrink γ).
+        const pre = source.readTernary(tensor.name);
+        const stats: Record<string, number> = pre.scales.length === 1 ? { gamma: pre.scales[0]! } : {};
+        writer.writeTensor(tensor.name, packTernary(tensor.encoding, pre.codes), pre.scales, stats);
+        totals.codes += tensor.rows * tensor.cols;
+        totals.zeros += countZeros(pre.codes);
+      } else if (tensor.action === 'ternarize') {
         // Floats straight from the reader (widened in place: 4 bytes per weight, no second copy).
         const values = checkpoint.readFloat32(tensor.name);
         const nonFinite = checkFinite(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), 'F32', info, options.allowNonFinite);
@@ -183,7 +197,10 @@ function readConfig(dir: string): { text: string; parsed: Record<string, unknown
   if (!statSync(dir).isDirectory()) throw new TritpackError(`${dir}: not a directory (convert needs a checkpoint directory with config.json)`);
   const file = path.join(dir, 'config.json');
   if (!existsSync(file)) throw new FormatError(dir, 'no config.json (a Hugging Face checkpoint directory needs one)');
-  const text = readFileSync(file, 'utf8');
+  return parseConfig(file, readFileSync(file, 'utf8'));
+}
+
+function parseConfig(file: string, text: string): { text: string; parsed: Record<string, unknown> } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -240,10 +257,10 @@ function readSideFiles(dir: string, configText: string): Record<string, string> 
  * out before the tensors, so this is a separate streaming pass (fixed 4 MiB buffer); sha256 runs
  * at well over 1 GB/s, small next to ternarization.
  */
-function hashSourceFiles(dir: string, weightFiles: string[], emit: (e: ConvertEvent) => void): { name: string; size: number; sha256: string }[] {
+function hashSourceFiles(dir: string, weightFiles: string[], emit: (e: ConvertEvent) => void, weightsOnly = false): { name: string; size: number; sha256: string }[] {
   // The index counts only when the weights really come from shards (a model.safetensors beside it wins).
   const sharded = !weightFiles.some((f) => path.basename(f) === 'model.safetensors');
-  const names = [...SIDE_FILES, ...(sharded ? ['model.safetensors.index.json'] : [])]
+  const names = (weightsOnly ? [] : [...SIDE_FILES, ...(sharded ? ['model.safetensors.index.json'] : [])])
     .filter((name) => existsSync(path.join(dir, name)))
     .map((name) => path.join(dir, name));
   const buffer = Buffer.allocUnsafe(4 << 20);
@@ -287,7 +304,7 @@ export function countNonFinite(bytes: Uint8Array, dtype: DType): { count: number
 }
 
 /** The NaN/Inf count of a tensor's values; a FormatError naming the tensor and its file unless allowed. */
-function checkFinite(bytes: Uint8Array, dtype: DType, info: SafetensorsTensorInfo, allow: boolean | undefined): number {
+function checkFinite(bytes: Uint8Array, dtype: DType, info: { name: string; file: string }, allow: boolean | undefined): number {
   const { count, first } = countNonFinite(bytes, dtype);
   if (count > 0 && !allow) {
     throw new FormatError(info.file, `tensor ${info.name} holds ${count} NaN/Inf value(s), the first at element ${first} (--allow-nonfinite converts anyway)`);
@@ -303,7 +320,7 @@ function ternarizeOne(values: Float32Array, tensor: PlannedTernary, formula: Abs
     : { kind: tensor.scale.granularity };
   const t = ternarizeAbsmean(values, tensor.rows, tensor.cols, scaleSpec, formula);
   const stats: Record<string, number> = { zeroFraction: t.zeroFraction, relativeError: t.relativeError };
-  if (t.scales.length === 1) stats['gamma'] = t.scales[0]!;
+  if (t.gammas.length === 1) stats['gamma'] = t.gammas[0]!;
   if (nonFinite > 0) stats['nonFinite'] = nonFinite;
   return {
     packed: packTernary(tensor.encoding, t.codes),

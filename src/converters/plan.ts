@@ -14,7 +14,11 @@ import type { TernaryPacking } from '../formats/ternary.js';
 import { elementCount, tpkDataLength, tpkScaleCount, type TpkPlannedTensor, type TpkScale } from '../formats/tpk.js';
 import type { ScaleGranularity } from './ternarize.js';
 
-export interface PlanTensorInfo { name: string; dtype: DType; shape: number[] }
+export interface PlanTensorInfo {
+  name: string; dtype: DType; shape: number[];
+  /** The source already stores this tensor ternary (an imported BitNet/GGUF model): keep its scale layout. */
+  ternary?: TpkScale;
+}
 
 export interface PlanOptions {
   packing: TernaryPacking;
@@ -136,7 +140,7 @@ function planTernary(t: PlanTensorInfo, reason: string, options: PlanOptions): P
   const rows = t.shape[0]!;
   const cols = elementCount(t.shape) / rows;
   const kind = options.scale.kind === 'group' ? { granularity: 'group' as const, groupSize: options.scale.size } : { granularity: options.scale.kind };
-  const scale: TpkScale = { ...kind, count: tpkScaleCount(kind, t.shape) };
+  const scale: TpkScale = t.ternary !== undefined ? { ...t.ternary } : { ...kind, count: tpkScaleCount(kind, t.shape) };
   return {
     action: 'ternarize', name: t.name, sourceDType: t.dtype, shape: t.shape, reason,
     encoding: options.packing, rows, cols, scale,

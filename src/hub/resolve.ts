@@ -43,8 +43,9 @@ export async function resolveModel(spec: string, options: ResolveOptions = {}): 
     const pulled = await pullModel({ ...options, repo: parsed.repo, revision });
     return { path: modelIn(pulled.snapshotPath), repo: parsed.repo, revision, commit: pulled.commit, pulled: pulled.downloadedBytes > 0 };
   } catch (err) {
-    if (err instanceof TritpackError && /^404 /.test(err.message)) {
-      throw new TritpackError(`${err.message} (and ${spec} is not a local path either)`, { cause: err });
+    // Not a local path either: say both, so a mistyped path does not read as a network problem.
+    if (err instanceof TritpackError) {
+      throw new TritpackError(`${spec}: no such local file or directory, and as a hub repo id: ${err.message}`, { cause: err });
     }
     throw err;
   }

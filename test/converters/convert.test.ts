@@ -9,7 +9,6 @@ import path from 'node:path';
 import { convertCheckpoint, type ConversionSummary, type ConvertOptions } from '../../src/converters/convert.js';
 import { writeSafetensors, writeShardedSafetensors } from '../../src/formats/safetensors.js';
 import { TpkFile } from '../../src/formats/tpk.js';
-import { FormatError } from '../../src/errors.js';
 import { fixtureDir, loadReference, makeTempDir, type FixtureName } from '../support/fixtures.js';
 import {
   absmeanReference, countDiffering, decodeFloats, readSafetensorsRaw, sha256, unpackT158, unpackT2, type RawTensor,
@@ -225,8 +224,15 @@ describe('converters/convert', function () {
     for (const [name, codes] of expected) assert.equal(countDiffering(codesOf(c.tpk, name), codes), 0, name);
   });
 
-  it('refuses an already packed BitNet checkpoint, and leaves nothing behind', async () => {
-    await assert.rejects(convert('bitnet-tiny-packed'), (e: unknown) => e instanceof FormatError && /already packed BitNet/.test(e.message));
-    assert.deepEqual(readdirSync(temp.dir), []);
+  it('imports an HF offline-packed BitNet checkpoint: the same codes as its bf16 master, scales = its stored weight_scale', async () => {
+    const master = await convert('bitnet-tiny', {}, 'master.tpk');
+    const packed = await convert('bitnet-tiny-packed', {}, 'packed.tpk');
+    assert.equal(packed.summary.tensors.ternarized, 14);
+    const weightScales = readSafetensorsRaw(path.join(fixtureDir('bitnet-tiny-packed'), 'model.safetensors')).tensors;
+    for (const t of master.tpk.header.tensors.filter((e) => e.encoding === 't158')) {
+      assert.equal(countDiffering(codesOf(packed.tpk, t.name), codesOf(master.tpk, t.name)), 0, t.name);
+      const stored = weightScales.get(t.name.replace(/\.weight$/, '.weight_scale'))!;
+      assert.deepEqual([...packed.tpk.readScales(t.name)], [...decodeFloats(stored.bytes, stored.dtype)], t.name);
+    }
   });
 });
