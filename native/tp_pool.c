@@ -17,7 +17,11 @@
 #include <unistd.h>
 
 #define TP_MAX_THREADS 256
-#define TP_SPIN 20000
+/* Idle workers poll with `pause` for a few microseconds, then keep polling with sched_yield, which
+ * hands the core to any other runnable thread (on a shared machine, another process) instead of
+ * burning it, for up to TP_YIELDS rounds (a few milliseconds), and only then sleep. */
+#define TP_SPIN 2000
+#define TP_YIELDS 2000
 
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
@@ -59,9 +63,10 @@ static void *worker_main(void *arg) {
   unsigned seen = generation_of(atomic_load(&pool.ticket));
   while (!atomic_load(&pool.quit)) {
     unsigned gen = seen;
-    for (int spin = 0; spin < TP_SPIN && (gen = generation_of(atomic_load(&pool.ticket))) == seen; spin++) {
+    for (int spin = 0; spin < TP_SPIN + TP_YIELDS && (gen = generation_of(atomic_load(&pool.ticket))) == seen; spin++) {
       if (atomic_load(&pool.quit)) return NULL;
-      cpu_relax();
+      if (spin < TP_SPIN) cpu_relax();
+      else sched_yield();
     }
     if (gen == seen) {
       pthread_mutex_lock(&pool.mu);
