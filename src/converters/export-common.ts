@@ -8,7 +8,7 @@ import path from 'node:path';
 import { FormatError, TritpackError } from '../errors.js';
 import { toFloat32, isFloatDType } from '../formats/dtype.js';
 import { unpackTernary } from '../formats/ternary.js';
-import { TpkFile, isTernaryEncoding, elementCount, type TpkHeader, type TpkScale, type TpkTensorEntry } from '../formats/tpk.js';
+import { TpkFile, isTernaryEncoding, elementCount, tpkScaleIndex, type TpkHeader, type TpkScale, type TpkTensorEntry } from '../formats/tpk.js';
 
 export interface TernaryTensor {
   codes: Int8Array;
@@ -104,21 +104,12 @@ export class TpkModel {
   }
 }
 
-/** Index of the scale that applies to element (row, col). */
-export function scaleIndex(scale: TpkScale, cols: number, row: number, col: number): number {
-  switch (scale.granularity) {
-    case 'tensor': return 0;
-    case 'channel': return row;
-    case 'group': return row * Math.ceil(cols / scale.groupSize!) + Math.floor(col / scale.groupSize!);
-  }
-}
-
 export function dequantizeTernary(t: TernaryTensor): Float32Array {
   const out = new Float32Array(t.codes.length);
   for (let r = 0; r < t.rows; r++) {
     for (let c = 0; c < t.cols; c++) {
       const i = r * t.cols + c;
-      out[i] = t.codes[i]! * t.scales[scaleIndex(t.scale, t.cols, r, c)]!;
+      out[i] = t.codes[i]! * t.scales[tpkScaleIndex(t.scale, t.cols, r, c)]!;
     }
   }
   return out;

@@ -18,8 +18,8 @@ import {
   type GgufPlannedTensor, type GgufValue,
 } from '../formats/gguf.js';
 import { encodeTQ, type TQType } from '../formats/ternary.js';
-import { elementCount } from '../formats/tpk.js';
-import { TpkModel, dequantizeTernary, scaleIndex, type TernaryTensor } from './export-common.js';
+import { elementCount, tpkScaleIndex } from '../formats/tpk.js';
+import { TpkModel, dequantizeTernary, type TernaryTensor } from './export-common.js';
 import { ggufTokenizer } from './export-gguf-tokenizer.js';
 
 export type GgufArch = 'llama' | 'bitnet';
@@ -194,7 +194,7 @@ function tqBlockScales(t: Pick<TernaryTensor, 'scale' | 'scales' | 'rows' | 'col
   if (t.scale.granularity === 'group' && t.scale.groupSize! % 256 !== 0) return `scale groups of ${t.scale.groupSize} do not cover whole 256-blocks`;
   const perRow = t.cols / 256;
   const out = new Float32Array(t.rows * perRow);
-  for (let r = 0; r < t.rows; r++) for (let b = 0; b < perRow; b++) out[r * perRow + b] = t.scales[scaleIndex(t.scale, t.cols, r, b * 256)]!;
+  for (let r = 0; r < t.rows; r++) for (let b = 0; b < perRow; b++) out[r * perRow + b] = t.scales[tpkScaleIndex(t.scale, t.cols, r, b * 256)]!;
   return out;
 }
 

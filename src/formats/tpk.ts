@@ -92,6 +92,15 @@ export function tpkScaleCount(scale: Pick<TpkScale, 'granularity' | 'groupSize'>
   }
 }
 
+/** Index in the scales blob of the scale that applies to element (row, col) of a tensor with `cols` columns. */
+export function tpkScaleIndex(scale: Pick<TpkScale, 'granularity' | 'groupSize'>, cols: number, row: number, col: number): number {
+  switch (scale.granularity) {
+    case 'tensor': return 0;
+    case 'channel': return row;
+    case 'group': return row * Math.ceil(cols / scale.groupSize!) + Math.floor(col / scale.groupSize!);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Header encoding: plain msgpack only
 // ---------------------------------------------------------------------------------------------

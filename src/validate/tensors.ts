@@ -7,7 +7,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { SafetensorsCheckpoint } from '../formats/safetensors.js';
 import { unpackTernary } from '../formats/ternary.js';
-import { TpkFile, isTernaryEncoding, elementCount, type TpkTensorEntry } from '../formats/tpk.js';
+import { TpkFile, isTernaryEncoding, elementCount, tpkScaleIndex, type TpkTensorEntry } from '../formats/tpk.js';
 
 export interface TensorRow {
   name: string;
@@ -92,20 +92,9 @@ function tensorRow(tpk: TpkFile, entry: TpkTensorEntry, original: SafetensorsChe
 
 /** Element index → its f32 scale, for per-tensor, per-row and per-group scales. */
 function scaleIndexer(entry: TpkTensorEntry, scales: Float32Array): (i: number) => number {
-  const rows = entry.shape[0] ?? 1;
-  const cols = elementCount(entry.shape) / rows;
-  switch (entry.scale?.granularity ?? 'tensor') {
-    case 'tensor': return () => scales[0]!;
-    case 'channel': return (i) => scales[Math.floor(i / cols)]!;
-    case 'group': {
-      const size = entry.scale!.groupSize!;
-      const perRow = Math.ceil(cols / size);
-      return (i) => {
-        const row = Math.floor(i / cols);
-        return scales[row * perRow + Math.floor((i - row * cols) / size)]!;
-      };
-    }
-  }
+  const scale = entry.scale ?? { granularity: 'tensor' as const };
+  const cols = elementCount(entry.shape) / (entry.shape[0] ?? 1);
+  return (i) => scales[tpkScaleIndex(scale, cols, Math.floor(i / cols), i % cols)]!;
 }
 
 function openCheckpoint(path: string): SafetensorsCheckpoint | undefined {
