@@ -98,6 +98,7 @@ describe('runtime: native backend kernels vs the reference backend', function ()
         const src = ternarySource(rand, rows, cols, 't158', 'channel');
         const x = randomFloats(rand, n * cols, 3);
         const q = ref.quantizeActivations(x, n, cols);
+        assert.ok(Buffer.from(native.quantizeActivations(x, n, cols).q.buffer).equals(Buffer.from(q.q.buffer)), 'quantize');
         assert.ok(sameBits(native.matmulQ8(native.prepare(src), q), ref.matmulQ8(ref.prepare(src), q)), `[${rows}×${cols}] n=${n}`);
         const rw = ref.prepare(src);
         const dense = ref.gatherRows(rw, Array.from({ length: rows }, (_, r) => r));
@@ -223,8 +224,11 @@ describe('runtime: native backend kernels vs the reference backend', function ()
     ties[0] = 127 * 2; // max 254 → s = 0.5, every x·s is k/4
     const a = native.quantizeActivations(ties, 1, ties.length), b = ref.quantizeActivations(ties, 1, ties.length);
     assert.ok(Buffer.from(a.q.buffer).equals(Buffer.from(b.q.buffer)));
-    const odd = Float32Array.of(NaN, 1, Infinity, -3);
-    assert.deepEqual([...native.quantizeActivations(odd, 1, 4).q], [...ref.quantizeActivations(odd, 1, 4).q]);
+    for (const odd of [Float32Array.of(NaN, 1, Infinity, -3), Float32Array.of(1, 2, 3, 4, 5, 6, 7, -Infinity, 9, -3), Float32Array.of(1, 2, 3, 4, 5, 6, 7, 8, NaN)]) {
+      const got = native.quantizeActivations(odd, 1, odd.length), want = ref.quantizeActivations(odd, 1, odd.length);
+      assert.deepEqual([...got.q], [...want.q]);
+      assert.ok(Object.is(got.scales[0], want.scales[0]), `${got.scales[0]} vs ${want.scales[0]}`);
+    }
   });
 
   it('refuses t2 data holding the invalid code 3, and short buffers', () => {
