@@ -7,7 +7,9 @@ import type { Backend } from './backend.js';
 import { normalizeConfig, type ModelConfig } from './config.js';
 import { Decoder, type DecoderState } from './model.js';
 import { ReferenceBackend } from './reference-backend.js';
-import { defaultBackendName, NativeBackend } from './backends/native.js';
+import { defaultBackendName } from './backends/choose.js';
+import { NativeBackend } from './backends/native.js';
+import { WasmBackend } from './backends/wasm.js';
 import { createSampler } from './sampling.js';
 import { openModelSource, type ModelSource } from './sources.js';
 import { tokenizerFromJson, type RuntimeTokenizer } from './tokenizer.js';
@@ -57,12 +59,13 @@ export interface LoadedModel {
   close(): void;
 }
 
-/** backend: 'native' | 'reference' (default: native where its addon loads); threads: native kernel threads. */
+/** backend: 'native' | 'wasm' | 'reference' (default: the first that loads, in that order); threads: native kernel threads. */
 export interface LoadOptions { backend?: string; threads?: number }
 
 const BACKENDS: Record<string, (options: LoadOptions) => Backend> = {
   reference: () => new ReferenceBackend(),
   native: (o) => new NativeBackend({ threads: o.threads }),
+  wasm: () => new WasmBackend(),
 };
 export const AVAILABLE_BACKENDS = Object.keys(BACKENDS);
 

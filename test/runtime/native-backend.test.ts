@@ -7,8 +7,9 @@
 import assert from 'node:assert/strict';
 import { fromFloat32, type FloatDType } from '../../src/formats/dtype.js';
 import { packTernary, type TernaryPacking } from '../../src/formats/ternary.js';
-import { loadModel, ReferenceBackend, type LoadedModel, type TernaryWeightSource } from '../../src/runtime-min/index.js';
+import { loadModel, ReferenceBackend, type Backend, type LoadedModel, type TernaryWeightSource } from '../../src/runtime-min/index.js';
 import { loadNativeAddon, NativeBackend, nativeUnavailableReason } from '../../src/runtime-min/backends/native.js';
+import { loadWasmModule, WasmBackend, wasmUnavailableReason } from '../../src/runtime-min/backends/wasm.js';
 import { fixtureDir, loadReference } from '../support/fixtures.js';
 import { commonPrefix, maxAbsDiff, meanNll, top1 } from '../support/runtime-helpers.js';
 
@@ -63,13 +64,9 @@ function magnitudes(w: Float32Array, rows: number, cols: number, x: Float32Array
 
 const SHAPES: [rows: number, cols: number, n: number][] = [[1, 1, 1], [3, 5, 2], [7, 127, 4], [9, 128, 5], [5, 129, 3], [17, 300, 9], [33, 513, 1], [12, 640, 70], [64, 256, 8]];
 
-describe('runtime: native backend kernels vs the reference backend', function () {
-  before(function () {
-    if (!addon) this.skip(); // the reason is printed by the next suite's skip
-  });
+/** Kernel checks every fast backend must pass against the reference (integer paths bit for bit). */
+function kernelsMatchReference(be: () => Backend): void {
   const ref = new ReferenceBackend();
-  let native: NativeBackend;
-  before(() => { native = new NativeBackend(); });
 
   for (const packing of ['t2', 't158'] as const) {
     for (const [granularity, groupSize] of [['tensor', 0], ['channel', 0], ['group', 128], ['group', 256], ['group', 64], ['group', 50]] as const) {
@@ -82,12 +79,79 @@ describe('runtime: native backend kernels vs the reference backend', function ()
           const q = ref.quantizeActivations(x, n, cols);
           const bias = rand() < 0.5 ? randomFloats(rand, rows) : undefined;
           const want = ref.matmulQ8(ref.prepare(src), q, bias);
-          const got = native.matmulQ8(native.prepare(src), q, bias);
+          const got = be().matmulQ8(be().prepare(src), q, bias);
           assert.ok(sameBits(got, want), `[${rows}×${cols}] n=${n}: max diff ${maxAbsDiff(got, want)}`);
         }
       });
     }
   }
+
+  it('matmulQ8 stays bit-identical at the activation extremes (q = −128 and 127 everywhere)', () => {
+    const rand = rng(7);
+    for (const fill of [-128, 127]) {
+      const src = ternarySource(rand, 40, 1000, 't2', 'channel');
+      const q = { n: 5, cols: 1000, q: new Int8Array(5000).fill(fill), scales: randomFloats(rand, 5, 10).map(Math.abs) };
+      assert.ok(sameBits(be().matmulQ8(be().prepare(src), q), ref.matmulQ8(ref.prepare(src), q)));
+    }
+  });
+
+  it('ternary weights with float activations (matmul) agree to float32 rounding', () => {
+    const rand = rng(11);
+    for (const [granularity, groupSize] of [['tensor', 0], ['channel', 0], ['group', 128], ['group', 50]] as const) {
+      for (const [rows, cols, n] of SHAPES) {
+        if (granularity === 'group' && groupSize > cols && cols > 1) continue;
+        const src = ternarySource(rand, rows, cols, 't158', granularity, groupSize || undefined);
+        const rw = ref.prepare(src);
+        const dense = ref.gatherRows(rw, Array.from({ length: rows }, (_, r) => r));
+        const x = randomFloats(rand, n * cols);
+        const bias = randomFloats(rand, rows);
+        const got = be().matmul(be().prepare(src), x, n, bias);
+        assertClose(got, ref.matmul(rw, x, n, bias), magnitudes(dense, rows, cols, x, n).map((m, i) => m + Math.abs(bias[i % rows]!)), 2e-6, `${granularity} [${rows}×${cols}] n=${n}`);
+      }
+    }
+  });
+
+  for (const dtype of ['F32', 'F16', 'BF16'] as const) {
+    it(`${dtype} matmul agrees to float32 rounding and gatherRows is exact`, () => {
+      const rand = rng(dtype.length * 31);
+      for (const [rows, cols, n] of [...SHAPES, [40, 2048, 3] as [number, number, number]]) {
+        const w = randomFloats(rand, rows * cols);
+        const src = { kind: 'float' as const, name: 'w', rows, cols, dtype: dtype as FloatDType, bytes: fromFloat32(w, dtype) };
+        const rw = ref.prepare(src);
+        const nw = be().prepare(src);
+        const x = randomFloats(rand, n * cols);
+        const dense = ref.gatherRows(rw, Array.from({ length: rows }, (_, r) => r));
+        assertClose(be().matmul(nw, x, n), ref.matmul(rw, x, n), magnitudes(dense, rows, cols, x, n), 2e-6, `${dtype} [${rows}×${cols}] n=${n}`);
+        const ids = [rows - 1, 0, Math.floor(rows / 2)];
+        assert.ok(sameBits(be().gatherRows(nw, ids), ref.gatherRows(rw, ids)));
+      }
+    });
+  }
+
+  it('gatherRows of a ternary weight is exact', () => {
+    const rand = rng(5);
+    const src = ternarySource(rand, 20, 333, 't158', 'group', 64);
+    const ids = [19, 0, 7, 7];
+    assert.ok(sameBits(be().gatherRows(be().prepare(src), ids), ref.gatherRows(ref.prepare(src), ids)));
+  });
+
+  it('refuses t2 data holding the invalid code 3', () => {
+    const src = ternarySource(rng(3), 2, 8, 't2', 'tensor');
+    src.packed[3] = 0xff;
+    assert.throws(() => be().prepare(src), /invalid code 3 at element 12/);
+    assert.throws(() => be().prepare({ ...src, packed: src.packed.subarray(0, 3) }), /needs 4/);
+  });
+}
+
+describe('runtime: native backend kernels vs the reference backend', function () {
+  before(function () {
+    if (!addon) this.skip(); // the reason is printed by the next suite's skip
+  });
+  const ref = new ReferenceBackend();
+  let native: NativeBackend;
+  before(() => { native = new NativeBackend(); });
+
+  kernelsMatchReference(() => native);
 
   it('the portable C kernels (no AVX2) agree too: matmulQ8 bit for bit, float paths to rounding', () => {
     const rand = rng(77);
@@ -115,55 +179,6 @@ describe('runtime: native backend kernels vs the reference backend', function ()
     } finally {
       addon!.setPortable(false);
     }
-  });
-
-  it('matmulQ8 stays bit-identical at the activation extremes (q = −128 and 127 everywhere)', () => {
-    const rand = rng(7);
-    for (const fill of [-128, 127]) {
-      const src = ternarySource(rand, 40, 1000, 't2', 'channel');
-      const q = { n: 5, cols: 1000, q: new Int8Array(5000).fill(fill), scales: randomFloats(rand, 5, 10).map(Math.abs) };
-      assert.ok(sameBits(native.matmulQ8(native.prepare(src), q), ref.matmulQ8(ref.prepare(src), q)));
-    }
-  });
-
-  it('ternary weights with float activations (matmul) agree to float32 rounding', () => {
-    const rand = rng(11);
-    for (const [granularity, groupSize] of [['tensor', 0], ['channel', 0], ['group', 128], ['group', 50]] as const) {
-      for (const [rows, cols, n] of SHAPES) {
-        if (granularity === 'group' && groupSize > cols && cols > 1) continue;
-        const src = ternarySource(rand, rows, cols, 't158', granularity, groupSize || undefined);
-        const rw = ref.prepare(src);
-        const dense = ref.gatherRows(rw, Array.from({ length: rows }, (_, r) => r));
-        const x = randomFloats(rand, n * cols);
-        const bias = randomFloats(rand, rows);
-        const got = native.matmul(native.prepare(src), x, n, bias);
-        assertClose(got, ref.matmul(rw, x, n, bias), magnitudes(dense, rows, cols, x, n).map((m, i) => m + Math.abs(bias[i % rows]!)), 2e-6, `${granularity} [${rows}×${cols}] n=${n}`);
-      }
-    }
-  });
-
-  for (const dtype of ['F32', 'F16', 'BF16'] as const) {
-    it(`${dtype} matmul agrees to float32 rounding and gatherRows is exact`, () => {
-      const rand = rng(dtype.length * 31);
-      for (const [rows, cols, n] of [...SHAPES, [40, 2048, 3] as [number, number, number]]) {
-        const w = randomFloats(rand, rows * cols);
-        const src = { kind: 'float' as const, name: 'w', rows, cols, dtype: dtype as FloatDType, bytes: fromFloat32(w, dtype) };
-        const rw = ref.prepare(src);
-        const nw = native.prepare(src);
-        const x = randomFloats(rand, n * cols);
-        const dense = ref.gatherRows(rw, Array.from({ length: rows }, (_, r) => r));
-        assertClose(native.matmul(nw, x, n), ref.matmul(rw, x, n), magnitudes(dense, rows, cols, x, n), 2e-6, `${dtype} [${rows}×${cols}] n=${n}`);
-        const ids = [rows - 1, 0, Math.floor(rows / 2)];
-        assert.ok(sameBits(native.gatherRows(nw, ids), ref.gatherRows(rw, ids)));
-      }
-    });
-  }
-
-  it('gatherRows of a ternary weight is exact', () => {
-    const rand = rng(5);
-    const src = ternarySource(rand, 20, 333, 't158', 'group', 64);
-    const ids = [19, 0, 7, 7];
-    assert.ok(sameBits(native.gatherRows(native.prepare(src), ids), ref.gatherRows(ref.prepare(src), ids)));
   });
 
   it('a token gets the same float result alone (decode) as inside a batch (prefill), at any thread count', () => {
@@ -231,11 +246,7 @@ describe('runtime: native backend kernels vs the reference backend', function ()
     }
   });
 
-  it('refuses t2 data holding the invalid code 3, and short buffers', () => {
-    const src = ternarySource(rng(3), 2, 8, 't2', 'tensor');
-    src.packed[3] = 0xff;
-    assert.throws(() => native.prepare(src), /invalid code 3 at element 12/);
-    assert.throws(() => native.prepare({ ...src, packed: src.packed.subarray(0, 3) }), /4 bytes|needs 4/);
+  it('refuses buffers shorter than the shapes', () => {
     const w = native.prepare(ternarySource(rng(3), 2, 8, 't2', 'tensor'));
     assert.throws(() => native.matmul(w, new Float32Array(7), 1), RangeError);
   });
@@ -246,10 +257,25 @@ describe('runtime: native backend kernels vs the reference backend', function ()
   });
 });
 
-describe('runtime: fixture models on the native backend', function () {
+describe('runtime: wasm backend kernels vs the reference backend', function () {
+  let wasm: WasmBackend;
   before(function () {
-    if (!addon) {
-      console.log(`      (skipped: the native addon did not load: ${nativeUnavailableReason()})`);
+    if (!loadWasmModule()) {
+      console.log(`      (skipped: the wasm module did not load: ${wasmUnavailableReason()})`);
+      this.skip();
+    }
+    wasm = new WasmBackend();
+  });
+  kernelsMatchReference(() => wasm);
+});
+
+/** The fixtures' transformers references, run on a fast backend (skipped, with the reason, where it does not load). */
+function fixtureModelsOn(backend: 'native' | 'wasm', unavailable: () => string | null): void {
+describe(`runtime: fixture models on the ${backend} backend`, function () {
+  before(function () {
+    const why = unavailable();
+    if (why !== null) {
+      console.log(`      (skipped: the ${backend} backend did not load: ${why})`);
       this.skip();
     }
   });
@@ -261,12 +287,12 @@ describe('runtime: fixture models on the native backend', function () {
     let model: LoadedModel;
     let logits: Float32Array;
     before(async () => {
-      model = await loadModel(fixtureDir('tinystories-656K'), { backend: 'native' });
+      model = await loadModel(fixtureDir('tinystories-656K'), { backend });
       logits = model.logits(ref.tokenizer.sample_ids_first512);
     });
     after(() => model?.close());
 
-    it('runs on the native backend', () => assert.equal(model.backend, 'native'));
+    it(`runs on the ${backend} backend`, () => assert.equal(model.backend, backend));
     it('mean NLL of the 512-token sample and of Shakespeare within 1e-4 of float32', () => {
       assert.ok(Math.abs(meanNll(logits, ref.tokenizer.sample_ids_first512, V) - f32.nll.tinystories_sample.mean_nll) < 1e-4);
       const ids = ref.tokenizer.shakespeare_ids_first512;
@@ -294,7 +320,7 @@ describe('runtime: fixture models on the native backend', function () {
     let model: LoadedModel;
     let logits: Float32Array;
     before(async () => {
-      model = await loadModel(fixtureDir('bitnet-tiny'), { backend: 'native' });
+      model = await loadModel(fixtureDir('bitnet-tiny'), { backend });
       logits = model.logits(ids);
     });
     after(() => model?.close());
@@ -322,3 +348,7 @@ describe('runtime: fixture models on the native backend', function () {
     });
   });
 });
+}
+
+fixtureModelsOn('native', () => (loadNativeAddon() ? null : nativeUnavailableReason()));
+fixtureModelsOn('wasm', () => (loadWasmModule() ? null : wasmUnavailableReason()));

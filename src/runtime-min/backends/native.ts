@@ -174,8 +174,3 @@ export class NativeBackend implements Backend {
 
   addInPlace(x: Float32Array, y: Float32Array): void { this.addon.add(x, y); }
 }
-
-/** The backend loadModel uses when none is named: native where the addon loads, else the reference. */
-export function defaultBackendName(): 'native' | 'reference' {
-  return loadNativeAddon() ? 'native' : 'reference';
-}
