@@ -5,17 +5,12 @@ import { fileDownloadInfo, scanCacheDir, snapshotDownload } from '@huggingface/h
 import { pullModel } from '../../src/hub/pull.js';
 import { sourceFromCachePath } from '../../src/hub/cache.js';
 import { fixtureDir } from '../support/fixtures.js';
-import { isolateHubEnv, startFixtureHub, type HubFixture } from '../support/hub-repos.js';
+import { useFixtureHub } from '../support/hub-repos.js';
 
 // @huggingface/hub's cache functions follow Python's huggingface_hub layout; they are the
 // independent reader and writer our cache must agree with.
 describe('hub cache interop with @huggingface/hub (Python layout)', function () {
-  let env: ReturnType<typeof isolateHubEnv>;
-  let fx: HubFixture;
-  before(() => { env = isolateHubEnv(); });
-  after(() => env.restore());
-  beforeEach(async () => { fx = await startFixtureHub(); });
-  afterEach(async () => { await fx.cleanup(); });
+  const fx = useFixtureHub();
 
   it('scanCacheDir reads our cache: repo, ref, files and blob sizes', async () => {
     const ours = await pullModel({ repo: 'alice/llama-sharded', endpoint: fx.hub.url, cacheDir: fx.cache });

@@ -5,18 +5,13 @@ import path from 'node:path';
 import { RateMeter } from '../../src/hub/progress.js';
 import { pullModel } from '../../src/hub/pull.js';
 import { fixtureDir } from '../support/fixtures.js';
-import { TOKEN, isolateHubEnv, startFixtureHub, type HubFixture } from '../support/hub-repos.js';
+import { TOKEN, useFixtureHub } from '../support/hub-repos.js';
 
 const WEIGHTS = path.join(fixtureDir('tinystories-656K'), 'model.safetensors');
 
 // The test hub's own contract: what the pull/push tests rely on it to do like the real hub.
 describe('test hub server', function () {
-  let env: ReturnType<typeof isolateHubEnv>;
-  let fx: HubFixture;
-  before(() => { env = isolateHubEnv(); });
-  after(() => env.restore());
-  beforeEach(async () => { fx = await startFixtureHub(); });
-  afterEach(async () => { await fx.cleanup(); });
+  const fx = useFixtureHub();
   const url = (p: string) => `${fx.hub.url}${p}`;
 
   it('listens on 127.0.0.1 only and serves byte ranges like the hub (206, Content-Range, 416)', async () => {

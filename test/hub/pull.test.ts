@@ -3,9 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { pullModel, type PullProgress } from '../../src/hub/pull.js';
-import { TritpackError } from '../../src/errors.js';
 import { fixtureDir } from '../support/fixtures.js';
-import { TOKEN, OTHER_TOKEN, isolateHubEnv, startFixtureHub, type HubFixture } from '../support/hub-repos.js';
+import { TOKEN, OTHER_TOKEN, rejection, useFixtureHub } from '../support/hub-repos.js';
 
 const TINY = fixtureDir('tinystories-656K');
 const TINY_FILES = ['config.json', 'generation_config.json', 'model.safetensors', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json'];
@@ -17,18 +16,9 @@ function gitHashObject(file: string): string {
   return execFileSync('git', ['hash-object', '--no-filters', file], { encoding: 'utf8' }).trim();
 }
 
-async function rejection(promise: Promise<unknown>): Promise<TritpackError> {
-  try { await promise; } catch (err) { assert.ok(err instanceof TritpackError, `expected a TritpackError, got ${String(err)}`); return err; }
-  assert.fail('expected the pull to fail');
-}
 
 describe('hub pull (against the local hub server)', function () {
-  let env: ReturnType<typeof isolateHubEnv>;
-  let fx: HubFixture;
-  before(() => { env = isolateHubEnv(); });
-  after(() => env.restore());
-  beforeEach(async () => { fx = await startFixtureHub({ pageSize: 4 }); });
-  afterEach(async () => { await fx.cleanup(); });
+  const fx = useFixtureHub({ pageSize: 4 });
 
   const pull = (repo: string, extra: Partial<Parameters<typeof pullModel>[0]> = {}) =>
     pullModel({ repo, endpoint: fx.hub.url, cacheDir: fx.cache, retries: 0, ...extra });
@@ -192,7 +182,7 @@ describe('hub pull (against the local hub server)', function () {
     process.env.HF_ENDPOINT = fx.hub.url;
     try {
       const viaHome = await pullModel({ repo: 'alice/tinystories@main' });
-      assert.equal(viaHome.snapshotPath, path.join(env.home, 'hub', 'models--alice--tinystories', 'snapshots', viaHome.commit));
+      assert.equal(viaHome.snapshotPath, path.join(fx.home, 'hub', 'models--alice--tinystories', 'snapshots', viaHome.commit));
       process.env.HF_HUB_CACHE = fx.cache;
       const viaCache = await pullModel({ repo: 'alice/tinystories' });
       assert.ok(viaCache.snapshotPath.startsWith(fx.cache + path.sep));

@@ -5,35 +5,26 @@ import { convertCheckpoint, type ConversionSummary } from '../../src/converters/
 import { updateTpkHeader } from '../../src/formats/tpk.js';
 import { pullModel } from '../../src/hub/pull.js';
 import { pushModel, type PushProgress } from '../../src/hub/push.js';
-import { TritpackError } from '../../src/errors.js';
 import { fixtureDir, makeTempDir } from '../support/fixtures.js';
-import { OTHER_TOKEN, TOKEN, isolateHubEnv, startFixtureHub, type HubFixture } from '../support/hub-repos.js';
-
-async function rejection(promise: Promise<unknown>): Promise<TritpackError> {
-  try { await promise; } catch (err) { assert.ok(err instanceof TritpackError, `expected a TritpackError, got ${String(err)}`); return err; }
-  assert.fail('expected a failure');
-}
+import { OTHER_TOKEN, TOKEN, rejection, startFixtureHub, useFixtureHub } from '../support/hub-repos.js';
 
 describe('hub push (against the local hub server)', function () {
-  let env: ReturnType<typeof isolateHubEnv>;
-  let fx: HubFixture;
+  const fx = useFixtureHub();
   let work: ReturnType<typeof makeTempDir>;
   let tpk: string;
   let summary: ConversionSummary;
 
   before(async () => {
-    env = isolateHubEnv();
     work = makeTempDir('tritpack-push-');
     // The realistic path: pull the source from the hub, convert the cached snapshot, push the result.
-    fx = await startFixtureHub();
-    const source = await pullModel({ repo: 'alice/tinystories', endpoint: fx.hub.url, cacheDir: path.join(work.dir, 'cache') });
-    tpk = path.join(work.dir, 'tiny.tpk');
-    summary = await convertCheckpoint({ input: source.snapshotPath, output: tpk });
-    await fx.cleanup();
+    const origin = await startFixtureHub();
+    try {
+      const source = await pullModel({ repo: 'alice/tinystories', endpoint: origin.hub.url, cacheDir: path.join(work.dir, 'cache') });
+      tpk = path.join(work.dir, 'tiny.tpk');
+      summary = await convertCheckpoint({ input: source.snapshotPath, output: tpk });
+    } finally { await origin.cleanup(); }
   });
-  after(() => { work.cleanup(); env.restore(); });
-  beforeEach(async () => { fx = await startFixtureHub(); });
-  afterEach(async () => { await fx.cleanup(); });
+  after(() => work.cleanup());
 
   const push = (extra: Partial<Parameters<typeof pushModel>[0]> = {}) =>
     pushModel({ path: tpk, repo: 'alice/tiny-ternary', endpoint: fx.hub.url, token: TOKEN, ...extra });

@@ -5,15 +5,10 @@ import { looksLikeRepoId, resolveModel, resolveModelPath } from '../../src/hub/r
 import { pullModel } from '../../src/hub/pull.js';
 import { convertCheckpoint } from '../../src/converters/convert.js';
 import { fixtureDir, makeTempDir } from '../support/fixtures.js';
-import { isolateHubEnv, startFixtureHub, type HubFixture } from '../support/hub-repos.js';
+import { useFixtureHub } from '../support/hub-repos.js';
 
 describe('hub resolveModelPath (repo ids wherever a model path is taken)', function () {
-  let env: ReturnType<typeof isolateHubEnv>;
-  let fx: HubFixture;
-  before(() => { env = isolateHubEnv(); });
-  after(() => env.restore());
-  beforeEach(async () => { fx = await startFixtureHub(); });
-  afterEach(async () => { await fx.cleanup(); });
+  const fx = useFixtureHub();
 
   it('tells repo ids from paths', () => {
     for (const id of ['alice/tinystories', 'alice/tinystories@main', 'org/Model-1.5B@refs/pr/1']) assert.ok(looksLikeRepoId(id), id);

@@ -1,15 +1,16 @@
 /**
  * Test repos for the local hub: the fixtures laid out as hub repos, and a started server around them.
  */
+import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
+import { TritpackError } from '../../src/errors.js';
 import { fixtureDir, makeTempDir } from './fixtures.js';
 import { makeShardedLlama256 } from './sharded-llama.js';
 import { HubServer, type HubServerOptions } from './hub-server.js';
 
 export const TOKEN = 'hf_testTokenAlice0123456789';
 export const OTHER_TOKEN = 'hf_testTokenBob9876543210';
-
 
 /** name → absolute path for every file of a fixture folder. */
 export function filesOf(dir: string): Record<string, string> {
@@ -61,4 +62,25 @@ export function isolateHubEnv(): { restore: () => void; home: string } {
       temp.cleanup();
     },
   };
+}
+
+/**
+ * The mocha hooks a hub test file needs: an isolated hub environment for the whole file and a fresh
+ * fixture hub for every test. The returned object is refilled before each test, so the tests use it
+ * as a plain HubFixture (plus `home`, the isolated HF_HOME).
+ */
+export function useFixtureHub(options: Partial<HubServerOptions> = {}): HubFixture & { home: string } {
+  const live = {} as HubFixture & { home: string };
+  let env: ReturnType<typeof isolateHubEnv>;
+  before(() => { env = isolateHubEnv(); live.home = env.home; });
+  after(() => env.restore());
+  beforeEach(async () => { Object.assign(live, await startFixtureHub(options)); });
+  afterEach(() => live.cleanup());
+  return live;
+}
+
+/** The TritpackError a hub call must fail with (anything else, or success, fails the test). */
+export async function rejection(promise: Promise<unknown>): Promise<TritpackError> {
+  try { await promise; } catch (err) { assert.ok(err instanceof TritpackError, `expected a TritpackError, got ${String(err)}`); return err; }
+  assert.fail('expected a failure');
 }
