@@ -135,6 +135,21 @@ function kernelsMatchReference(be: () => Backend): void {
     assert.ok(sameBits(be().gatherRows(be().prepare(src), ids), ref.gatherRows(ref.prepare(src), ids)));
   });
 
+  it('attention agrees with the reference (GQA, sliding window, odd head dims) and decode reproduces prefill', () => {
+    const rand = rng(21);
+    for (const [heads, kvHeads, headDim, length, n, window] of [[8, 4, 16, 40, 40, null], [4, 1, 13, 33, 5, null], [6, 2, 64, 70, 1, 16], [2, 2, 8, 9, 3, 4]] as const) {
+      const cache = { keys: randomFloats(rand, length * kvHeads * headDim), values: randomFloats(rand, length * kvHeads * headDim), length };
+      const q = randomFloats(rand, n * heads * headDim, 2);
+      const shape = { numHeads: heads, numKvHeads: kvHeads, headDim, slidingWindow: window };
+      const got = be().attention(q, n, cache, shape);
+      const want = ref.attention(q, n, cache, shape);
+      assert.ok(maxAbsDiff(got, want) < 2e-6, `${heads}/${kvHeads}×${headDim} n=${n}: ${maxAbsDiff(got, want)}`);
+      const stride = heads * headDim;
+      const last = be().attention(q.subarray((n - 1) * stride), 1, cache, shape);
+      assert.ok(sameBits(last, got.subarray((n - 1) * stride)));
+    }
+  });
+
   it('refuses t2 data holding the invalid code 3', () => {
     const src = ternarySource(rng(3), 2, 8, 't2', 'tensor');
     src.packed[3] = 0xff;
@@ -199,21 +214,6 @@ describe('runtime: native backend kernels vs the reference backend', function ()
     }
   });
 
-  it('attention agrees with the reference (GQA, sliding window, odd head dims) and decode reproduces prefill', () => {
-    const rand = rng(21);
-    for (const [heads, kvHeads, headDim, length, n, window] of [[8, 4, 16, 40, 40, null], [4, 1, 13, 33, 5, null], [6, 2, 64, 70, 1, 16], [2, 2, 8, 9, 3, 4]] as const) {
-      const cache = { keys: randomFloats(rand, length * kvHeads * headDim), values: randomFloats(rand, length * kvHeads * headDim), length };
-      const q = randomFloats(rand, n * heads * headDim, 2);
-      const shape = { numHeads: heads, numKvHeads: kvHeads, headDim, slidingWindow: window };
-      const got = native.attention(q, n, cache, shape);
-      const want = ref.attention(q, n, cache, shape);
-      assert.ok(maxAbsDiff(got, want) < 2e-6, `${heads}/${kvHeads}×${headDim} n=${n}: ${maxAbsDiff(got, want)}`);
-      const stride = heads * headDim;
-      const last = native.attention(q.subarray((n - 1) * stride), 1, cache, shape);
-      assert.ok(sameBits(last, got.subarray((n - 1) * stride)));
-    }
-  });
-
   it('element-wise steps repeat the reference bit for bit (quantization incl. ties, zeros, NaN; RMSNorm; relu²; adds), silu to rounding', () => {
     const rand = rng(31);
     for (const [n, cols] of [[1, 1], [3, 7], [5, 2048], [2, 5632]] as const) {
@@ -257,17 +257,19 @@ describe('runtime: native backend kernels vs the reference backend', function ()
   });
 });
 
-describe('runtime: wasm backend kernels vs the reference backend', function () {
-  let wasm: WasmBackend;
-  before(function () {
-    if (!loadWasmModule()) {
-      console.log(`      (skipped: the wasm module did not load: ${wasmUnavailableReason()})`);
-      this.skip();
-    }
-    wasm = new WasmBackend();
+for (const variant of ['simd', 'relaxed'] as const) {
+  describe(`runtime: wasm backend (${variant}) kernels vs the reference backend`, function () {
+    let wasm: WasmBackend;
+    before(function () {
+      if (!loadWasmModule(variant)) {
+        console.log(`      (skipped: the ${variant} wasm module did not load: ${wasmUnavailableReason(variant)})`);
+        this.skip();
+      }
+      wasm = new WasmBackend({ variant });
+    });
+    kernelsMatchReference(() => wasm);
   });
-  kernelsMatchReference(() => wasm);
-});
+}
 
 /** The fixtures' transformers references, run on a fast backend (skipped, with the reason, where it does not load). */
 function fixtureModelsOn(backend: 'native' | 'wasm', unavailable: () => string | null): void {

@@ -1,57 +1,77 @@
 /**
  * The WebAssembly SIMD backend: the portable fallback where the native addon is missing (no
  * compiler at install, another OS), built from native/wasm/tp_wasm.c and committed as
- * native/wasm/tritpack.wasm so users need no compiler. Single-threaded for now.
+ * native/wasm/tritpack.wasm and tritpack-relaxed.wasm (relaxed SIMD, used where the runtime
+ * supports it) so users need no compiler. Single-threaded for now.
  *
  * Weights live in the module's linear memory, bump-allocated here (the C side has no allocator);
  * each call copies its activations into scratch space above the weights and the result out again.
  * `matmulQ8` is bit-identical to the reference (exact integer sums, the same double steps); float
- * matmuls agree to float32 rounding. Element-wise steps and attention run in the reference backend.
+ * matmuls and attention agree to float32 rounding. The element-wise steps run in the reference backend.
  */
 import { readFileSync } from 'node:fs';
+import v8 from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import { TritpackError } from '../../errors.js';
 import { dtypeByteSize, toFloat32, type FloatDType } from '../../formats/dtype.js';
 import { packedByteLength } from '../../formats/ternary.js';
-import type { Backend, PreparedWeight, QuantizedActivations, WeightSource } from '../backend.js';
+import type { AttentionShape, Backend, KvCache, PreparedWeight, QuantizedActivations, WeightSource } from '../backend.js';
 import { ReferenceBackend } from '../reference-backend.js';
 
 /** The few members of the WebAssembly JS API used here (the project's `lib` setting declares none). */
 interface WasmMemory { readonly buffer: ArrayBuffer; grow(pages: number): number }
 type WasmModule = object;
 const WA = (globalThis as unknown as {
-  WebAssembly: { Module: new (bytes: Uint8Array) => WasmModule; Instance: new (module: WasmModule, imports: object) => { exports: unknown } };
+  WebAssembly: {
+    Module: new (bytes: Uint8Array) => WasmModule;
+    Instance: new (module: WasmModule, imports: object) => { exports: unknown };
+    validate(bytes: Uint8Array): boolean;
+  };
 }).WebAssembly;
 
 interface WasmExports {
   memory: WasmMemory;
   __heap_base: { value: unknown };
   ternary_q8(codes: number, rows: number, cols: number, scales: number, scaleMode: number, groupSize: number,
-    x16: number, xcols: number, xsum: number, n: number, sx: number, bias: number, out: number): void;
+    x: number, xcols: number, xsum: number, n: number, sx: number, bias: number, out: number): void;
   ternary_f32(codes: number, rows: number, cols: number, scales: number, scaleMode: number, groupSize: number,
     x: number, n: number, bias: number, out: number): void;
   float_matmul(dtype: number, w: number, rows: number, cols: number, x: number, n: number, bias: number, out: number): void;
   repack(packing: number, packed: number, row0: number, nrows: number, cols: number, out: number): number;
+  activation_bytes(): number;
+  attention(q: number, n: number, keys: number, values: number, length: number, heads: number, kvHeads: number, headDim: number,
+    window: number, scores: number, out: number): void;
 }
 
-const WASM_PATH = fileURLToPath(new URL('../../../native/wasm/tritpack.wasm', import.meta.url));
-let compiled: { module: WasmModule } | { error: string } | undefined;
+export type WasmVariant = 'relaxed' | 'simd';
+const compiled = new Map<WasmVariant, { module: WasmModule } | { error: string }>();
 
-/** The compiled module, or null with the reason (file missing, no WebAssembly SIMD in this runtime). */
-export function loadWasmModule(): WasmModule | null {
-  if (!compiled) {
+/**
+ * The compiled module of a variant, or null (see wasmUnavailableReason). Without a variant: relaxed
+ * SIMD where this runtime validates it, else plain SIMD128. Node 20's V8 keeps relaxed SIMD behind
+ * a flag, which must be set before compiling (NODE_OPTIONS refuses it); setting it only enables
+ * that instruction set.
+ */
+export function loadWasmModule(variant?: WasmVariant): WasmModule | null {
+  if (variant === undefined) return loadWasmModule('relaxed') ?? loadWasmModule('simd');
+  if (!compiled.has(variant)) {
     try {
-      compiled = { module: new WA.Module(readFileSync(WASM_PATH)) };
+      if (variant === 'relaxed') v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+      const bytes = readFileSync(fileURLToPath(new URL(`../../../native/wasm/${variant === 'relaxed' ? 'tritpack-relaxed' : 'tritpack'}.wasm`, import.meta.url)));
+      if (!WA.validate(bytes)) throw new Error(`this runtime does not support the ${variant === 'relaxed' ? 'relaxed SIMD' : 'SIMD128'} instructions`);
+      compiled.set(variant, { module: new WA.Module(bytes) });
     } catch (err) {
-      compiled = { error: (err as Error).message.split('\n')[0]! };
+      compiled.set(variant, { error: (err as Error).message.split('\n')[0]! });
     }
   }
-  return 'module' in compiled ? compiled.module : null;
+  const entry = compiled.get(variant)!;
+  return 'module' in entry ? entry.module : null;
 }
 
-export function wasmUnavailableReason(): string | null {
-  loadWasmModule();
-  return compiled && 'error' in compiled ? compiled.error : null;
+export function wasmUnavailableReason(variant: WasmVariant = 'simd'): string | null {
+  loadWasmModule(variant);
+  const entry = compiled.get(variant)!;
+  return 'error' in entry ? entry.error : null;
 }
 
 const BLOCK_COLS = 128;
@@ -66,13 +86,17 @@ type WasmWeight = WasmFloatWeight | WasmTernaryWeight;
 
 export class WasmBackend implements Backend {
   readonly name = 'wasm';
+  /** Which module runs: 'relaxed' (relaxed SIMD) or 'simd' (SIMD128). */
+  readonly variant: WasmVariant;
   private readonly ex: WasmExports;
   private readonly ref = new ReferenceBackend();
   private top: number;
 
-  constructor() {
-    const module = loadWasmModule();
-    if (!module) throw new TritpackError(`the wasm backend is not available: ${wasmUnavailableReason()}`);
+  constructor(options: { variant?: WasmVariant } = {}) {
+    const variant = options.variant ?? (loadWasmModule('relaxed') ? 'relaxed' : 'simd');
+    const module = loadWasmModule(variant);
+    if (!module) throw new TritpackError(`the wasm backend is not available: ${wasmUnavailableReason(variant)}`);
+    this.variant = variant;
     this.ex = new WA.Instance(module, {}).exports as WasmExports;
     this.top = this.ex.__heap_base.value as number;
   }
@@ -143,18 +167,19 @@ export class WasmBackend implements Backend {
     const { n, q } = x;
     const xcols = Math.ceil(cols / BLOCK_COLS) * BLOCK_COLS;
     const groups = Math.ceil(cols / groupSize);
-    // int16 activations, zero padded to whole blocks, and Σ q per token and group (the −Σx of Σt·x = Σc·x − Σx)
-    const x16 = new Int16Array(n * xcols);
+    // activations (int8, or int16 for the SIMD128 module) zero padded to whole blocks, and Σ q per
+    // token and group (the −Σx of Σt·x = Σc·x − Σx)
+    const xa = this.ex.activation_bytes() === 1 ? new Int8Array(n * xcols) : new Int16Array(n * xcols);
     const xsum = new Int32Array(n * groups);
     for (let i = 0; i < n; i++) {
       for (let c = 0; c < cols; c++) {
         const v = q[i * cols + c]!;
-        x16[i * xcols + c] = v;
+        xa[i * xcols + c] = v;
         xsum[i * groups + Math.floor(c / groupSize)] += v;
       }
     }
     return this.scratch(() => {
-      const xp = this.put(x16), sp = this.put(xsum), sxp = this.put(x.scales);
+      const xp = this.put(xa), sp = this.put(xsum), sxp = this.put(x.scales);
       const bp = bias ? this.put(bias) : 0;
       const out = this.alloc(n * rows * 4);
       this.ex.ternary_q8(weight.codes, rows, cols, weight.scales, weight.scaleMode, groupSize, xp, xcols, sp, n, sxp, bp, out);
@@ -190,7 +215,17 @@ export class WasmBackend implements Backend {
   quantizeActivations(x: Float32Array, n: number, cols: number): QuantizedActivations { return this.ref.quantizeActivations(x, n, cols); }
   rmsnorm(x: Float32Array, n: number, cols: number, weight: Float32Array, eps: number): Float32Array { return this.ref.rmsnorm(x, n, cols, weight, eps); }
   rope(x: Float32Array, n: number, heads: number, headDim: number, cos: Float32Array, sin: Float32Array): void { this.ref.rope(x, n, heads, headDim, cos, sin); }
-  attention(...args: Parameters<Backend['attention']>): Float32Array { return this.ref.attention(...args); }
+  attention(q: Float32Array, n: number, cache: KvCache, shape: AttentionShape): Float32Array {
+    const { numHeads, numKvHeads, headDim, slidingWindow } = shape;
+    const kvFloats = cache.length * numKvHeads * headDim;
+    const outFloats = n * numHeads * headDim;
+    return this.scratch(() => {
+      const qp = this.put(q.subarray(0, outFloats)), kp = this.put(cache.keys.subarray(0, kvFloats)), vp = this.put(cache.values.subarray(0, kvFloats));
+      const scores = this.alloc(cache.length * 4), out = this.alloc(outFloats * 4);
+      this.ex.attention(qp, n, kp, vp, cache.length, numHeads, numKvHeads, headDim, slidingWindow ?? 0, scores, out);
+      return new Float32Array(this.ex.memory.buffer.slice(out, out + outFloats * 4));
+    });
+  }
   gatedActivation(gate: Float32Array, up: Float32Array, act: 'silu' | 'relu2'): Float32Array { return this.ref.gatedActivation(gate, up, act); }
   addInPlace(x: Float32Array, y: Float32Array): void { this.ref.addInPlace(x, y); }
 }
