@@ -112,8 +112,9 @@ void ternary_q8(const uint8_t *codes, int rows, int cols, const float *scales, i
   }
 }
 
-/* Eight f16 values → float32 lanes (exact, subnormals included; Inf/NaN kept). */
-static void f16x8_to_f32(const uint16_t *h, v128_t *lo, v128_t *hi) {
+/* Eight f16 values → float32 lanes (exact, subnormals included; Inf/NaN kept unless `finite`, which
+ * the caller promises when the tensor has none: it saves the fix-up). */
+static inline __attribute__((always_inline)) void f16x8_convert(const uint16_t *h, v128_t *lo, v128_t *hi, const int finite) {
   const v128_t v = wasm_v128_load(h);
   const v128_t parts[2] = { wasm_u32x4_extend_low_u16x8(v), wasm_u32x4_extend_high_u16x8(v) };
   for (int p = 0; p < 2; p++) {
@@ -121,8 +122,10 @@ static void f16x8_to_f32(const uint16_t *h, v128_t *lo, v128_t *hi) {
     const v128_t mag = wasm_i32x4_shl(wasm_v128_and(parts[p], wasm_i32x4_splat(0x7fff)), 13);
     /* ×2^112 moves the exponent bias from 15 to 127 and turns f16 subnormals into their values */
     v128_t f = wasm_f32x4_mul(mag, wasm_f32x4_splat(0x1p112f));
-    const v128_t special = wasm_i32x4_ge(mag, wasm_i32x4_splat(0x0f800000)); /* exponent 31: Inf/NaN */
-    f = wasm_v128_bitselect(wasm_v128_or(mag, wasm_i32x4_splat(0x70000000)), f, special);
+    if (!finite) {
+      const v128_t special = wasm_i32x4_ge(mag, wasm_i32x4_splat(0x0f800000)); /* exponent 31: Inf/NaN */
+      f = wasm_v128_bitselect(wasm_v128_or(mag, wasm_i32x4_splat(0x70000000)), f, special);
+    }
     const v128_t r = wasm_v128_or(f, sign);
     if (p == 0) *lo = r; else *hi = r;
   }
@@ -131,25 +134,27 @@ static void f16x8_to_f32(const uint16_t *h, v128_t *lo, v128_t *hi) {
 static inline float f16_to_f32(uint16_t h) {
   v128_t lo, hi;
   uint16_t tmp[8] = { h, 0, 0, 0, 0, 0, 0, 0 };
-  f16x8_to_f32(tmp, &lo, &hi);
+  f16x8_convert(tmp, &lo, &hi, 0);
   return wasm_f32x4_extract_lane(lo, 0);
 }
 
 static inline float load1(int dtype, const void *w, long i) {
   if (dtype == 0) return ((const float *)w)[i];
   const uint16_t h = ((const uint16_t *)w)[i];
-  if (dtype == 1) return f16_to_f32(h);
+  if (dtype == 1 || dtype == 3) return f16_to_f32(h);
   union { uint32_t u; float f; } b = { (uint32_t)h << 16 };
   return b.f;
 }
 
 /* Eight weights of row-major w from element i, as two float32 vectors. */
-static inline void load8(int dtype, const void *w, long i, v128_t *lo, v128_t *hi) {
+static inline __attribute__((always_inline)) void load8(int dtype, const void *w, long i, v128_t *lo, v128_t *hi) {
   if (dtype == 0) {
     *lo = wasm_v128_load((const float *)w + i);
     *hi = wasm_v128_load((const float *)w + i + 4);
   } else if (dtype == 1) {
-    f16x8_to_f32((const uint16_t *)w + i, lo, hi);
+    f16x8_convert((const uint16_t *)w + i, lo, hi, 0);
+  } else if (dtype == 3) {
+    f16x8_convert((const uint16_t *)w + i, lo, hi, 1);
   } else {
     const v128_t v = wasm_v128_load((const uint16_t *)w + i);
     *lo = wasm_i32x4_shl(wasm_u32x4_extend_low_u16x8(v), 16);
@@ -157,7 +162,8 @@ static inline void load8(int dtype, const void *w, long i, v128_t *lo, v128_t *h
   }
 }
 
-/* out[i·rows + r] = Σ_c w[r][c]·x[i][c] + bias[r]; dtype 0 f32, 1 f16, 2 bf16. Same summation order for every n. */
+/* out[i·rows + r] = Σ_c w[r][c]·x[i][c] + bias[r]; dtype 0 f32, 1 f16, 2 bf16, 3 f16 without Inf/NaN.
+ * Same summation order for every n. */
 EXPORT(float_matmul)
 void float_matmul(int dtype, const void *w, int rows, int cols, const float *x, int n, const float *bias, float *out) {
   for (int r = 0; r < rows; r++) {

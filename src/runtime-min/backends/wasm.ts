@@ -80,9 +80,15 @@ const FLOAT_CODES = { F32: 0, F16: 1, BF16: 2 } as const;
 const SCALE_MODES = { tensor: 0, channel: 1, group: 2 } as const;
 const PAGE = 65536;
 
-interface WasmFloatWeight extends PreparedWeight { kind: 'float'; dtype: FloatDType; ptr: number }
+interface WasmFloatWeight extends PreparedWeight { kind: 'float'; dtype: FloatDType; ptr: number; kernelDtype: number }
 interface WasmTernaryWeight extends PreparedWeight { kind: 'ternary'; codes: number; scales: number; scaleMode: number; groupSize: number }
 type WasmWeight = WasmFloatWeight | WasmTernaryWeight;
+
+/** Whether little-endian f16 bytes hold an Inf or NaN (exponent bits all ones). */
+function hasF16Special(bytes: Uint8Array): boolean {
+  for (let i = 1; i < bytes.length; i += 2) if ((bytes[i]! & 0x7c) === 0x7c) return true;
+  return false;
+}
 
 export class WasmBackend implements Backend {
   readonly name = 'wasm';
@@ -134,7 +140,9 @@ export class WasmBackend implements Backend {
   prepare(weight: WeightSource): PreparedWeight {
     const { name, rows, cols } = weight;
     if (weight.kind === 'float') {
-      return { name, kind: 'float', rows, cols, dtype: weight.dtype, ptr: this.put(weight.bytes), byteLength: weight.bytes.byteLength } as WasmFloatWeight;
+      // f16 without Inf/NaN (the usual case) takes a conversion without the special-value fix-up
+      const kernelDtype = weight.dtype === 'F16' && !hasF16Special(weight.bytes) ? 3 : FLOAT_CODES[weight.dtype];
+      return { name, kind: 'float', rows, cols, dtype: weight.dtype, ptr: this.put(weight.bytes), kernelDtype, byteLength: weight.bytes.byteLength } as WasmFloatWeight;
     }
     const need = packedByteLength(weight.packing, rows * cols);
     if (weight.packed.length < need) throw new TritpackError(`${name}: ${weight.packing} data holds ${weight.packed.length} bytes, [${rows}, ${cols}] needs ${need}`);
@@ -154,7 +162,7 @@ export class WasmBackend implements Backend {
       const xp = this.put(x.subarray(0, n * weight.cols));
       const bp = bias ? this.put(bias) : 0;
       const out = this.alloc(n * weight.rows * 4);
-      if (weight.kind === 'float') this.ex.float_matmul(FLOAT_CODES[weight.dtype], weight.ptr, weight.rows, weight.cols, xp, n, bp, out);
+      if (weight.kind === 'float') this.ex.float_matmul(weight.kernelDtype, weight.ptr, weight.rows, weight.cols, xp, n, bp, out);
       else this.ex.ternary_f32(weight.codes, weight.rows, weight.cols, weight.scales, weight.scaleMode, weight.groupSize, xp, n, bp, out);
       return new Float32Array(this.ex.memory.buffer.slice(out, out + n * weight.rows * 4));
     });
