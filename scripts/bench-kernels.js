@@ -3,12 +3,13 @@
  * Kernel benchmark of issue 6 on the synthetic TinyLlama-shaped pair written by
  * scripts/make-synthetic-tinyllama.js: decode tokens/s (128 tokens after a 64-token prompt),
  * prefill tokens/s (64- and 512-token prompts) at 1 and 2 threads for the ternary model and the
- * same weights in F16, both on the native backend; the machine's streaming read bandwidth measured
+ * same weights in F16 on the native backend, and for the ternary model on the wasm backend (one
+ * thread: it has no worker threads yet); the machine's streaming read bandwidth measured
  * by the addon in the same run; the decode roofline (bytes read per token × tokens/s ÷ bandwidth);
  * and each run's peak RSS (every configuration runs in its own child process, so maxRSS is its own).
  * Timings on a shared machine are noisy: compare the ratios, which are measured in the same run.
  *
- *   node scripts/bench-kernels.js [--dir .cache/synthetic-tinyllama] [--threads 1,2] [--quick] [--json]
+ *   node scripts/bench-kernels.js [--dir .cache/synthetic-tinyllama] [--threads 1,2] [--no-wasm] [--quick] [--json]
  *
  * `runKernelBench(options)` returns the same result object for scripts/bench.js. Needs `npm run build`.
  */
@@ -45,10 +46,10 @@ function argmax(logits) {
 }
 
 /** Child: one model at one thread count; prints one JSON line. */
-async function child(modelPath, threads, decodeTokens, longPrompt) {
+async function child(modelPath, backend, threads, decodeTokens, longPrompt) {
   const { loadModel } = await import('../dist/runtime-min/index.js');
   let t = performance.now();
-  const model = await loadModel(modelPath, { backend: 'native', threads });
+  const model = await loadModel(modelPath, backend === 'native' ? { backend, threads } : { backend });
   const loadSeconds = (performance.now() - t) / 1000;
   const cfg = model.config;
   const warm = model.createSession(); // first calls start the pool's threads and touch every weight page once
@@ -75,7 +76,7 @@ async function child(modelPath, threads, decodeTokens, longPrompt) {
   const meanLength = 64 + decodeTokens / 2;
   const kvBytes = cfg.numLayers * 2 * meanLength * cfg.numKvHeads * cfg.headDim * 4;
   const result = {
-    threads, backend: model.backend, loadSeconds, weightBytes: model.weightBytes,
+    threads, backend: model.backend, layers: cfg.numLayers, loadSeconds, weightBytes: model.weightBytes,
     decodeBytesPerToken: model.weightBytes - embedBytes + kvBytes,
     prefill64, decode, prefillLong, maxRssBytes: process.resourceUsage().maxRSS * 1024,
   };
@@ -102,24 +103,32 @@ export async function runKernelBench(options = {}) {
     bandwidth[t] = addon.readBandwidth(quick ? 256 << 20 : 1 << 30, 3) * 1e9;
   }
 
+  // ternary and F16 on the native backend at each thread count; ternary on the (single-threaded) wasm backend
+  const configs = [
+    ...threadCounts.map((t) => ({ model: 'ternary', backend: 'native', threads: t })),
+    ...(options.wasm === false ? [] : [{ model: 'ternary', backend: 'wasm', threads: 1 }]),
+    ...threadCounts.map((t) => ({ model: 'f16', backend: 'native', threads: t })),
+  ];
   const runs = [];
-  for (const [kind, modelPath] of Object.entries(models)) {
-    for (const t of threadCounts) {
-      options.onProgress?.(`${kind}, ${t} thread(s)…`);
-      const r = spawnSync(process.execPath, [here, '--child', modelPath, String(t), String(decodeTokens), String(longPrompt)], { encoding: 'utf8', timeout: 15 * 60_000 });
-      if (r.status !== 0) throw new Error(`benchmark child (${kind}, ${t} threads) failed: ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-3).join(' | ')}`);
-      const run = { model: kind, ...JSON.parse(r.stdout.trim().split('\n').pop()) };
-      run.roofline = run.decodeBytesPerToken * run.decode / bandwidth[t];
-      runs.push(run);
-    }
+  for (const c of configs) {
+    options.onProgress?.(`${c.model}, ${c.backend}, ${c.threads} thread(s)…`);
+    const r = spawnSync(process.execPath, [here, '--child', models[c.model], c.backend, String(c.threads), String(decodeTokens), String(longPrompt)], { encoding: 'utf8', timeout: 15 * 60_000 });
+    if (r.status !== 0) throw new Error(`benchmark child (${c.model}, ${c.backend}, ${c.threads} threads) failed: ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-3).join(' | ')}`);
+    const run = { model: c.model, ...JSON.parse(r.stdout.trim().split('\n').pop()) };
+    run.roofline = run.decodeBytesPerToken * run.decode / bandwidth[c.threads];
+    runs.push(run);
   }
-  const find = (model, t) => runs.find((r) => r.model === model && r.threads === t);
+  const find = (model, t, backend = 'native') => runs.find((r) => r.model === model && r.threads === t && r.backend === backend);
+  const wasm = find('ternary', 1, 'wasm');
   const ratios = threadCounts.map((t) => ({
     threads: t,
     decodeTernaryOverF16: find('ternary', t).decode / find('f16', t).decode,
     prefill64TernaryOverF16: find('ternary', t).prefill64 / find('f16', t).prefill64,
-    decodeOverLlamaCppTQ2_0: LLAMA_CPP_REFERENCE.TQ2_0.decode[t] ? find('ternary', t).decode / LLAMA_CPP_REFERENCE.TQ2_0.decode[t] : null,
+    // llama.cpp's figures are for the full 22-layer shape only
+    decodeOverLlamaCppTQ2_0: LLAMA_CPP_REFERENCE.TQ2_0.decode[t] && find('ternary', t).layers === 22 ? find('ternary', t).decode / LLAMA_CPP_REFERENCE.TQ2_0.decode[t] : null,
+    prefill64OverLlamaCppTQ2_0: LLAMA_CPP_REFERENCE.TQ2_0.prefill64[t] && find('ternary', t).layers === 22 ? find('ternary', t).prefill64 / LLAMA_CPP_REFERENCE.TQ2_0.prefill64[t] : null,
     peakRssTernaryOverF16: find('ternary', t).maxRssBytes / find('f16', t).maxRssBytes,
+    wasmDecodeOverNative: wasm ? wasm.decode / find('ternary', t).decode : null,
   }));
   return {
     machine: { cpus: (await import('node:os')).cpus().length, loadAverage: (await import('node:os')).loadavg() },
@@ -132,24 +141,25 @@ function printTable(res) {
   const gb = (b) => (b / 1e9).toFixed(2);
   console.log(`model: ${path.relative(root, res.model)}; load average at the end: ${res.machine.loadAverage.map((l) => l.toFixed(1)).join(' ')} on ${res.machine.cpus} CPUs`);
   for (const [t, bw] of Object.entries(res.bandwidthBytesPerSecond)) console.log(`read bandwidth, ${t} thread(s): ${gb(bw)} GB/s`);
-  console.log('model    thr  decode tok/s  prefill64 tok/s  prefill512 tok/s  bytes/token  roofline  peak RSS   load');
+  console.log('model    backend  thr  decode tok/s  prefill64 tok/s  prefill512 tok/s  bytes/token  roofline  peak RSS   load');
   for (const r of res.runs) {
-    console.log(`${r.model.padEnd(8)} ${String(r.threads).padStart(3)}  ${r.decode.toFixed(1).padStart(12)}  ${r.prefill64.toFixed(1).padStart(15)}  ${(r.prefillLong?.toFixed(1) ?? '-').padStart(16)}  ${(gb(r.decodeBytesPerToken) + ' GB').padStart(11)}  ${(100 * r.roofline).toFixed(0).padStart(7)}%  ${(gb(r.maxRssBytes) + ' GB').padStart(8)}  ${r.loadSeconds.toFixed(1)} s`);
+    console.log(`${r.model.padEnd(8)} ${r.backend.padEnd(7)} ${String(r.threads).padStart(3)}  ${r.decode.toFixed(1).padStart(12)}  ${r.prefill64.toFixed(1).padStart(15)}  ${(r.prefillLong?.toFixed(1) ?? '-').padStart(16)}  ${(gb(r.decodeBytesPerToken) + ' GB').padStart(11)}  ${(100 * r.roofline).toFixed(0).padStart(7)}%  ${(gb(r.maxRssBytes) + ' GB').padStart(8)}  ${r.loadSeconds.toFixed(1)} s`);
   }
   for (const q of res.ratios) {
     console.log(`${q.threads} thread(s): ternary/F16 decode ×${q.decodeTernaryOverF16.toFixed(2)}, prefill64 ×${q.prefill64TernaryOverF16.toFixed(2)}; peak RSS ternary/F16 ${q.peakRssTernaryOverF16.toFixed(2)}` +
-      (q.decodeOverLlamaCppTQ2_0 ? `; decode vs llama.cpp TQ2_0 (notes) ×${q.decodeOverLlamaCppTQ2_0.toFixed(2)}` : ''));
+      (q.decodeOverLlamaCppTQ2_0 ? `; vs llama.cpp TQ2_0 (notes): decode ×${q.decodeOverLlamaCppTQ2_0.toFixed(2)}, prefill64 ×${q.prefill64OverLlamaCppTQ2_0.toFixed(2)}` : '') +
+      (q.wasmDecodeOverNative ? `; wasm/native decode ${q.wasmDecodeOverNative.toFixed(2)}` : ''));
   }
 }
 
 const argv = process.argv.slice(2);
 if (argv[0] === '--child') {
-  await child(argv[1], Number(argv[2]), Number(argv[3]), Number(argv[4]));
+  await child(argv[1], argv[2], Number(argv[3]), Number(argv[4]), Number(argv[5]));
 } else if (process.argv[1] === here) {
   const opt = (name) => { const i = argv.indexOf(name); return i === -1 ? undefined : argv[i + 1]; };
   const json = argv.includes('--json');
   const res = await runKernelBench({
-    dir: opt('--dir'), quick: argv.includes('--quick'),
+    dir: opt('--dir'), quick: argv.includes('--quick'), wasm: !argv.includes('--no-wasm'),
     threads: opt('--threads')?.split(',').map(Number),
     onProgress: json ? undefined : (m) => console.error(m),
   });
