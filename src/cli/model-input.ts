@@ -5,6 +5,7 @@
  */
 import { Flags } from '@oclif/core';
 import { resolveModel, type ResolvedModel } from '../hub/resolve.js';
+import { loadModel, type LoadedModel } from '../runtime-min/index.js';
 
 export const offlineFlag = Flags.boolean({
   description: 'resolve hub repo ids from the local cache only, never the network (also HF_HUB_OFFLINE=1)',
@@ -14,4 +15,9 @@ export const offlineFlag = Flags.boolean({
 export function resolveModelInput(spec: string, offline: boolean): Promise<ResolvedModel> {
   // `undefined` rather than false, so HF_HUB_OFFLINE=1 still applies when the flag is not given.
   return resolveModel(spec, { offline: offline || undefined });
+}
+
+/** Resolves the model argument and loads it with the chosen kernel backend. */
+export async function loadModelInput(spec: string, flags: { offline: boolean; backend?: string }): Promise<LoadedModel> {
+  return loadModel((await resolveModelInput(spec, flags.offline)).path, { backend: flags.backend });
 }

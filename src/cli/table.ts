@@ -1,5 +1,5 @@
 /**
- * Plain-text tables and number formatting for command output. Deliberately tiny: fixed columns,
+ * Plain-text tables for command output. Deliberately tiny: fixed columns,
  * padded with spaces, no colours, so output stays greppable and identical in and out of a TTY.
  */
 
@@ -22,22 +22,4 @@ export function renderTable<T>(rows: T[], columns: Column<T>[]): string {
 export function renderPairs(pairs: [string, string][]): string {
   const width = Math.max(...pairs.map(([k]) => k.length));
   return pairs.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
-}
-
-const UNITS = ['B', 'kB', 'MB', 'GB', 'TB'];
-
-/** Decimal units (1 MB = 10^6 B), as MB/s figures use. */
-export function formatBytes(bytes: number): string {
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1000 && unit < UNITS.length - 1) {
-    value /= 1000;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${UNITS[unit]}`;
-}
-
-/** 1234567 → "1,234,567". */
-export function formatCount(n: number): string {
-  return n.toLocaleString('en-US');
 }

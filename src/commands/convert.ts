@@ -2,16 +2,16 @@ import { Args, Flags } from '@oclif/core';
 import ora, { type Ora } from 'ora';
 import path from 'node:path';
 import { TritpackCommand } from '../cli/base-command.js';
+import { floatDTypeFlag, forceFlag } from '../cli/flags.js';
 import { offlineFlag, resolveModelInput } from '../cli/model-input.js';
-import { formatBytes, formatCount, renderPairs } from '../cli/table.js';
+import { renderPairs } from '../cli/table.js';
+import { formatBytes, formatCount } from '../cli/units.js';
+import { renderValidationSummary } from '../cli/validation-summary.js';
+import { windowProgress } from '../cli/window-progress.js';
 import { convertCheckpoint, type ConversionSummary, type ConvertEvent } from '../converters/convert.js';
 import { parseScaleGranularity } from '../converters/ternarize.js';
-import type { FloatDType } from '../formats/dtype.js';
-import { terminalProgress } from '../validate/progress.js';
 import { runValidation } from '../validate/run.js';
 import type { ValidationReport } from '../validate/validate.js';
-
-const KEEP_DTYPES: Record<string, FloatDType> = { f16: 'F16', bf16: 'BF16', f32: 'F32' };
 
 export default class Convert extends TritpackCommand {
   static override summary = 'Convert a Hugging Face checkpoint directory to a packed ternary .tpk file.';
@@ -38,8 +38,8 @@ usually ruined by plain absmean: the command says so, and \`tritpack validate\` 
     formula: Flags.string({ description: 'reference: round(W·(1/max(γ,1e-5))) as transformers; paper: round(W/(γ+1e-5))', options: ['reference', 'paper'], default: 'reference' }),
     include: Flags.string({ description: 'also ternarize tensors matching this glob (repeatable)', multiple: true }),
     exclude: Flags.string({ description: 'never ternarize tensors matching this glob (repeatable; beats --include)', multiple: true }),
-    'keep-dtype': Flags.string({ description: 'store kept float tensors in this dtype (default: their source dtype, bit-identical)', options: Object.keys(KEEP_DTYPES) }),
-    force: Flags.boolean({ description: 'overwrite the output file if it exists', default: false }),
+    'keep-dtype': floatDTypeFlag('store kept float tensors in this dtype (default: their source dtype, bit-identical)'),
+    force: forceFlag,
     offline: offlineFlag,
     'allow-nonfinite': Flags.boolean({ description: 'convert weights holding NaN/Inf anyway (they count as 0 when ternarizing)', default: false }),
     validate: Flags.boolean({ description: 'then compare the .tpk with the original on --text (as `tritpack validate`, default thresholds) and embed the report in the .tpk; exit 1 on FAIL', dependsOn: ['text'] }),
@@ -62,7 +62,7 @@ usually ruined by plain absmean: the command says so, and \`tritpack validate\` 
         formula: flags.formula as 'reference' | 'paper',
         include: flags.include,
         exclude: flags.exclude,
-        keepDType: flags['keep-dtype'] === undefined ? undefined : KEEP_DTYPES[flags['keep-dtype']],
+        keepDType: flags['keep-dtype'],
         force: flags.force,
         allowNonFinite: flags['allow-nonfinite'],
         onProgress: (event) => progress.update(event, (message) => this.logToStderr(`Warning: ${message}`)),
@@ -80,16 +80,10 @@ usually ruined by plain absmean: the command says so, and \`tritpack validate\` 
 
   /** The `tritpack validate` run on the fresh file; exit 1 on FAIL without throwing, so --json still prints. */
   private async validate(original: string, packed: string, text: string): Promise<ValidationReport> {
-    const progress = terminalProgress('validate', this.jsonEnabled() ? undefined : process.stderr);
+    const progress = windowProgress('validate', this.jsonEnabled() ? undefined : process.stderr);
     const result = await runValidation({ original, packed, text, embed: true, onProgress: progress.update });
     progress.done();
-    const m = result.report.metrics;
-    this.log(`\n${renderPairs([
-      ['perplexity', `original ${m.original.perplexity.toPrecision(6)}, packed ${m.packed.perplexity.toPrecision(6)}`],
-      ['top-1 / KL', `${m.top1Agreement.toFixed(4)} agreement, mean KL ${m.klMean.toPrecision(4)} nats/token`],
-      ['validation', result.report.verdict === 'PASS' ? 'PASS' : `FAIL: ${result.report.reasons.join('; ')}`],
-      ['report', `embedded in ${packed} (tritpack validate gives the full report)`],
-    ])}`);
+    this.log(`\n${renderValidationSummary(result.report)}\n(the report is embedded in ${packed}; tritpack push puts it on the model card)`);
     process.exitCode = result.exitCode;
     return result.report;
   }

@@ -1,10 +1,11 @@
-import { Args, Flags } from '@oclif/core';
+import { Args } from '@oclif/core';
 import { TritpackCommand } from '../cli/base-command.js';
-import { offlineFlag, resolveModelInput } from '../cli/model-input.js';
-import { formatCount, renderPairs } from '../cli/table.js';
-import { loadModel, AVAILABLE_BACKENDS } from '../runtime-min/index.js';
+import { backendFlag, evalTextFlags } from '../cli/flags.js';
+import { loadModelInput, offlineFlag } from '../cli/model-input.js';
+import { renderPairs } from '../cli/table.js';
+import { formatCount } from '../cli/units.js';
+import { windowProgress } from '../cli/window-progress.js';
 import { evaluateTextFile, type TextEvalResult } from '../validate/evaluate.js';
-import { terminalProgress } from '../validate/progress.js';
 
 export type EvalOutput = TextEvalResult & { model: string; backend: string };
 
@@ -25,18 +26,15 @@ log-softmax is taken in float64. A text shorter than one window is an error: low
   };
 
   static override flags = {
-    text: Flags.string({ description: 'UTF-8 text file to evaluate on', required: true }),
-    ctx: Flags.integer({ description: 'window length in tokens [default: 512, or the model\'s maximum if smaller]' }),
-    stride: Flags.integer({ description: 'tokens each window advances [default: --ctx, no overlap]' }),
-    'max-tokens': Flags.integer({ description: 'use only the first N tokens of the text' }),
-    backend: Flags.string({ description: `kernel backend (${AVAILABLE_BACKENDS.join(', ')})` }),
+    ...evalTextFlags,
+    backend: backendFlag,
     offline: offlineFlag,
   };
 
   async run(): Promise<EvalOutput> {
     const { args, flags } = await this.parse(Eval);
-    const model = await loadModel((await resolveModelInput(args.model, flags.offline)).path, { backend: flags.backend });
-    const progress = terminalProgress('eval', this.jsonEnabled() ? undefined : process.stderr);
+    const model = await loadModelInput(args.model, flags);
+    const progress = windowProgress('eval', this.jsonEnabled() ? undefined : process.stderr);
     try {
       const result = evaluateTextFile(model, flags.text, { ctx: flags.ctx, stride: flags.stride, maxTokens: flags['max-tokens'] }, progress.update);
       progress.done();

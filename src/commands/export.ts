@@ -1,14 +1,13 @@
 import { Args, Flags } from '@oclif/core';
 import { TritpackCommand } from '../cli/base-command.js';
+import { floatDTypeFlag, forceFlag } from '../cli/flags.js';
 import { offlineFlag, resolveModelInput } from '../cli/model-input.js';
-import { formatBytes, formatCount, renderPairs } from '../cli/table.js';
+import { renderPairs } from '../cli/table.js';
+import { formatBytes, formatCount } from '../cli/units.js';
 import { TritpackError } from '../errors.js';
 import { exportGguf, type GgufExportSummary } from '../converters/export-gguf.js';
 import { exportHfBitnet, type HfBitnetExportSummary, type LinearClass } from '../converters/export-hf-bitnet.js';
 import { exportSafetensors, type SafetensorsExportSummary } from '../converters/export-safetensors.js';
-import type { FloatDType } from '../formats/dtype.js';
-
-const DTYPES: Record<string, FloatDType> = { f16: 'F16', bf16: 'BF16', f32: 'F32' };
 
 type ExportSummary = ({ to: 'gguf' } & GgufExportSummary) | ({ to: 'hf-bitnet' } & HfBitnetExportSummary) | ({ to: 'safetensors' } & SafetensorsExportSummary);
 
@@ -36,27 +35,26 @@ one float dtype, for tools that know nothing else.`;
     to: Flags.string({ description: 'target format', options: ['gguf', 'hf-bitnet', 'safetensors'], required: true }),
     output: Flags.string({ char: 'o', description: 'output file (gguf) or directory (hf-bitnet, safetensors)', required: true }),
     type: Flags.string({ description: 'gguf: ggml ternary type (tq1_0 = 1.69 bits/weight, tq2_0 = 2.06, faster)', options: ['tq1_0', 'tq2_0'], default: 'tq2_0' }),
-    dtype: Flags.string({ description: 'safetensors: float dtype of every weight (default: the model\'s own); hf-bitnet: dtype of weight_scale (default bf16)', options: Object.keys(DTYPES) }),
+    dtype: floatDTypeFlag('safetensors: float dtype of every weight (default: the model\'s own); hf-bitnet: dtype of weight_scale (default bf16)'),
     'linear-class': Flags.string({ description: 'hf-bitnet: transformers BitNet layer class, which fixes the weight_scale convention', options: ['autobitlinear', 'bitlinear'], default: 'autobitlinear' }),
-    force: Flags.boolean({ description: 'overwrite the output if it exists', default: false }),
+    force: forceFlag,
     offline: offlineFlag,
   };
 
   async run(): Promise<ExportSummary> {
     const { args, flags } = await this.parse(Export);
-    const dtype = flags.dtype === undefined ? undefined : DTYPES[flags.dtype];
     const input = (await resolveModelInput(args.model, flags.offline)).path;
     let summary: ExportSummary;
     switch (flags.to) {
       case 'gguf':
         if (flags.dtype !== undefined) throw new TritpackError('--dtype does not apply to --to gguf (embeddings are F16, norms F32, ternary tensors --type)');
-        summary = { to: 'gguf', ...exportGguf({ input: input, output: flags.output, type: flags.type as 'tq1_0' | 'tq2_0', force: flags.force }) };
+        summary = { to: 'gguf', ...exportGguf({ input, output: flags.output, type: flags.type as 'tq1_0' | 'tq2_0', force: flags.force }) };
         break;
       case 'hf-bitnet':
-        summary = { to: 'hf-bitnet', ...exportHfBitnet({ input: input, output: flags.output, linearClass: flags['linear-class'] as LinearClass, ...(dtype ? { scaleDType: dtype } : {}), force: flags.force }) };
+        summary = { to: 'hf-bitnet', ...exportHfBitnet({ input, output: flags.output, linearClass: flags['linear-class'] as LinearClass, ...(flags.dtype ? { scaleDType: flags.dtype } : {}), force: flags.force }) };
         break;
       default:
-        summary = { to: 'safetensors', ...exportSafetensors({ input: input, output: flags.output, ...(dtype ? { dtype } : {}), force: flags.force }) };
+        summary = { to: 'safetensors', ...exportSafetensors({ input, output: flags.output, ...(flags.dtype ? { dtype: flags.dtype } : {}), force: flags.force }) };
     }
     for (const warning of summary.warnings) this.logToStderr(`Warning: ${warning}`);
     this.log(render(summary));

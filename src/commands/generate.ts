@@ -1,9 +1,8 @@
 import { Args, Flags } from '@oclif/core';
 import { TritpackCommand } from '../cli/base-command.js';
-import { offlineFlag, resolveModelInput } from '../cli/model-input.js';
+import { backendFlag, parseNumberFlag } from '../cli/flags.js';
+import { loadModelInput, offlineFlag } from '../cli/model-input.js';
 import { TritpackError } from '../errors.js';
-import { loadModel, AVAILABLE_BACKENDS } from '../runtime-min/index.js';
-import { parseNumberFlag } from '../validate/number-flag.js';
 import { TextStreamer } from '../validate/text-stream.js';
 
 export interface GenerateOutput {
@@ -45,7 +44,7 @@ stdout as tokens arrive (characters split across tokens are printed once complet
     seed: Flags.integer({ description: 'random seed for sampling' }),
     'special-tokens': Flags.boolean({ description: 'add the tokenizer\'s special tokens (BOS) to the prompt', default: true, allowNo: true }),
     'ignore-eos': Flags.boolean({ description: 'keep generating past the EOS token', default: false }),
-    backend: Flags.string({ description: `kernel backend (${AVAILABLE_BACKENDS.join(', ')})` }),
+    backend: backendFlag,
     offline: offlineFlag,
   };
 
@@ -58,7 +57,7 @@ stdout as tokens arrive (characters split across tokens are printed once complet
     const maxNewTokens = flags['max-new-tokens'];
     if (maxNewTokens < 1) throw new TritpackError(`--max-new-tokens must be a positive integer, got ${maxNewTokens}`);
 
-    const model = await loadModel((await resolveModelInput(args.model, flags.offline)).path, { backend: flags.backend });
+    const model = await loadModelInput(args.model, flags);
     try {
       const promptIds = model.tokenizer.encode(flags.prompt, { addSpecialTokens: flags['special-tokens'] });
       if (promptIds.length === 0) throw new TritpackError('the prompt encodes to no tokens: give some text, or keep special tokens (BOS) on');

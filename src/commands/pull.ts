@@ -1,7 +1,10 @@
 import { Args, Flags } from '@oclif/core';
 import { TritpackCommand } from '../cli/base-command.js';
+import { hubFlags } from '../cli/flags.js';
+import { offlineFlag } from '../cli/model-input.js';
 import { pullModel, type PullProgress, type PullResult } from '../hub/pull.js';
-import { formatBytes, TransferDisplay } from '../hub/progress.js';
+import { TransferDisplay } from '../cli/transfer-progress.js';
+import { formatBytes } from '../cli/units.js';
 
 export default class Pull extends TritpackCommand {
   static override summary = 'Download a model from the Hugging Face hub into the standard hub cache.';
@@ -27,36 +30,23 @@ snapshot directory. The token comes from --token, HF_TOKEN or the saved login, a
     revision: Flags.string({ description: 'branch, tag or commit (default: main, or the @revision in the repo id)' }),
     include: Flags.string({ description: 'fetch the files matching this glob instead of the default set (repeatable)', multiple: true }),
     'cache-dir': Flags.string({ description: 'hub cache directory (default: HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub)' }),
-    token: Flags.string({ description: 'hub access token (default: HF_TOKEN or the saved login); prefer HF_TOKEN, flags show in process lists' }),
-    endpoint: Flags.string({ description: 'hub URL (default: HF_ENDPOINT or https://huggingface.co)' }),
-    offline: Flags.boolean({ description: 'never contact the hub: answer from the cache (also HF_HUB_OFFLINE=1)', default: false }),
+    ...hubFlags,
+    offline: offlineFlag,
   };
 
   async run(): Promise<{ path: string } & Omit<PullResult, 'snapshotPath'>> {
     const { args, flags } = await this.parse(Pull);
     const display = new TransferDisplay(this.jsonEnabled() ? undefined : process.stderr);
-    const fileStart = new Map<string, number>();
-    let previous = 0;
     const onProgress = (event: PullProgress) => {
-      if (event.kind === 'plan') {
-        display.line(`${args.repo}: ${event.files.length} files, ${formatBytes(event.totalBytes)}`);
-        return;
-      }
-      if (event.bytes === 0 && !event.done) { fileStart.set(event.path, performance.now()); previous = 0; }
-      const delta = event.done ? 0 : event.bytes - previous;
-      previous = event.bytes;
-      display.update(event.path, delta, event.bytes, event.size, event.totalDone, event.totalBytes);
-      if (event.done) {
-        const seconds = (performance.now() - (fileStart.get(event.path) ?? performance.now())) / 1000;
-        const how = event.cached ? 'already in the cache' : `${formatBytes(Math.round(event.size / Math.max(seconds, 1e-3)))}/s`;
-        display.line(`  ${event.path}  ${formatBytes(event.size)}  ${how}`);
-      }
+      if (event.kind === 'plan') display.print(`${args.repo}: ${event.files.length} files, ${formatBytes(event.totalBytes)}`);
+      else if (event.done) display.finish(event.path, event.size, event.cached ? 'already in the cache' : undefined);
+      else display.update(event.path, event.bytes, event.size, event.totalDone, event.totalBytes);
     };
     const result = await pullModel({
       repo: args.repo, revision: flags.revision, include: flags.include, cacheDir: flags['cache-dir'],
       token: flags.token, endpoint: flags.endpoint, offline: flags.offline || undefined, onProgress,
     });
-    display.line(`${result.repo}@${result.revision} (${result.commit.slice(0, 12)}): ${result.files.length} files, ${formatBytes(result.bytes)}`
+    display.print(`${result.repo}@${result.revision} (${result.commit.slice(0, 12)}): ${result.files.length} files, ${formatBytes(result.bytes)}`
       + (result.offline ? ' from the cache (offline)' : `, ${formatBytes(result.downloadedBytes)} downloaded`));
     this.log(result.snapshotPath);
     const { snapshotPath, ...rest } = result;

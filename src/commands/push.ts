@@ -1,7 +1,9 @@
 import { Args, Flags } from '@oclif/core';
 import { TritpackCommand } from '../cli/base-command.js';
+import { hubFlags } from '../cli/flags.js';
 import { pushModel, type PushProgress, type PushResult } from '../hub/push.js';
-import { formatBytes, TransferDisplay } from '../hub/progress.js';
+import { TransferDisplay } from '../cli/transfer-progress.js';
+import { formatBytes } from '../cli/units.js';
 
 export default class Push extends TritpackCommand {
   static override summary = 'Upload a packed model and its generated model card to the Hugging Face hub.';
@@ -28,22 +30,18 @@ token comes from --token, HF_TOKEN or the saved login, and is never printed.`;
     create: Flags.boolean({ description: 'create the repo if it does not exist', default: false }),
     branch: Flags.string({ description: 'commit to this branch, created from main if missing (default: main)' }),
     message: Flags.string({ char: 'm', description: 'commit message' }),
-    token: Flags.string({ description: 'hub access token with write access (default: HF_TOKEN or the saved login); prefer HF_TOKEN' }),
-    endpoint: Flags.string({ description: 'hub URL (default: HF_ENDPOINT or https://huggingface.co)' }),
+    ...hubFlags,
     'dry-run': Flags.boolean({ description: 'list what would be uploaded and print the card; upload nothing', default: false }),
   };
 
   async run(): Promise<PushResult> {
     const { args, flags } = await this.parse(Push);
     const display = new TransferDisplay(this.jsonEnabled() ? undefined : process.stderr);
-    const sent = new Map<string, number>();
     const onProgress = (event: PushProgress) => {
-      if (event.kind === 'phase') { display.line(`${event.phase}…`); return; }
+      if (event.kind === 'phase') { display.print(`${event.phase}…`); return; }
       if (event.state !== 'uploading') return;
-      const delta = event.bytes - (sent.get(event.path) ?? 0);
-      sent.set(event.path, event.bytes);
-      display.update(event.path, delta, event.bytes, event.size, event.totalDone, event.totalBytes);
-      if (event.bytes === event.size) display.line(`  ${event.path}  ${formatBytes(event.size)}  ${formatBytes(Math.round(display.rate()))}/s`);
+      display.update(event.path, event.bytes, event.size, event.totalDone, event.totalBytes);
+      if (event.bytes === event.size) display.finish(event.path, event.size);
     };
     if (flags.private && !flags.create) this.logToStderr('Warning: --private only applies when --create makes the repo');
     const result = await pushModel({
@@ -56,7 +54,7 @@ token comes from --token, HF_TOKEN or the saved login, and is never printed.`;
       this.log(`\n${result.cardGenerated ? 'Generated' : 'Its own'} README.md:\n`);
       this.log(result.card);
     } else {
-      display.line(`${result.created ? 'created and pushed to' : 'pushed to'} ${result.repo} (${result.branch}): ${result.files.length} files, ${formatBytes(result.bytes)}`);
+      display.print(`${result.created ? 'created and pushed to' : 'pushed to'} ${result.repo} (${result.branch}): ${result.files.length} files, ${formatBytes(result.bytes)}`);
       this.log(result.commit?.url ?? result.repo);
     }
     return result;

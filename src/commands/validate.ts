@@ -1,10 +1,9 @@
 import { Args, Flags } from '@oclif/core';
 import { TritpackCommand } from '../cli/base-command.js';
+import { backendFlag, evalTextFlags, parseNumberFlag } from '../cli/flags.js';
 import { offlineFlag, resolveModelInput } from '../cli/model-input.js';
-import { formatCount, renderPairs } from '../cli/table.js';
-import { AVAILABLE_BACKENDS } from '../runtime-min/index.js';
-import { parseNumberFlag } from '../validate/number-flag.js';
-import { terminalProgress } from '../validate/progress.js';
+import { renderValidationSummary } from '../cli/validation-summary.js';
+import { windowProgress } from '../cli/window-progress.js';
 import { runValidation } from '../validate/run.js';
 import { checkThresholds, DEFAULT_THRESHOLDS, type ValidationReport } from '../validate/validate.js';
 
@@ -33,10 +32,7 @@ by orders of magnitude, and the report says why.`;
   };
 
   static override flags = {
-    text: Flags.string({ description: 'UTF-8 text file to evaluate on', required: true }),
-    ctx: Flags.integer({ description: 'window length in tokens [default: 512, or the models\' maximum if smaller]' }),
-    stride: Flags.integer({ description: 'tokens each window advances [default: --ctx, no overlap]' }),
-    'max-tokens': Flags.integer({ description: 'use only the first N tokens of the text' }),
+    ...evalTextFlags,
     prompts: Flags.string({ description: 'file of continuation prompts, one per line [default: the opening words of the text\'s first 3 lines]' }),
     'new-tokens': Flags.integer({ description: 'tokens generated per continuation', default: 32 }),
     'max-ppl-ratio': Flags.string({ description: 'largest allowed perplexity(packed) / perplexity(original), ≥ 1', default: String(DEFAULT_THRESHOLDS.maxPplRatio) }),
@@ -44,7 +40,7 @@ by orders of magnitude, and the report says why.`;
     'max-kl': Flags.string({ description: 'largest allowed mean KL(original‖packed) in nats/token, ≥ 0', default: String(DEFAULT_THRESHOLDS.maxKl) }),
     report: Flags.string({ description: 'write the Markdown report (model-card ready) to this file' }),
     embed: Flags.boolean({ description: 'store the report in the .tpk header, where `tritpack push` puts it on the model card', default: false }),
-    backend: Flags.string({ description: `kernel backend (${AVAILABLE_BACKENDS.join(', ')})` }),
+    backend: backendFlag,
     offline: offlineFlag,
   };
 
@@ -56,7 +52,7 @@ by orders of magnitude, and the report says why.`;
       minTop1: parseNumberFlag('--min-top1', flags['min-top1']),
       maxKl: parseNumberFlag('--max-kl', flags['max-kl']),
     });
-    const progress = terminalProgress('validate', this.jsonEnabled() ? undefined : process.stderr);
+    const progress = windowProgress('validate', this.jsonEnabled() ? undefined : process.stderr);
     const resolve = async (spec: string) => (await resolveModelInput(spec, flags.offline)).path;
     const result = await runValidation({
       original: await resolve(args.original), packed: await resolve(args.packed), text: flags.text,
@@ -66,35 +62,11 @@ by orders of magnitude, and the report says why.`;
       onProgress: progress.update,
     });
     progress.done();
-    this.log(renderSummary(result.report));
+    this.log(renderValidationSummary(result.report));
     if (result.reportPath) this.logToStderr(`report written to ${result.reportPath}`);
     if (result.embedded) this.logToStderr(`report embedded in ${args.packed}`);
     // Exit 1 on FAIL without throwing, so --json still prints the report.
     process.exitCode = result.exitCode;
     return result.report;
   }
-}
-
-function renderSummary(r: ValidationReport): string {
-  const m = r.metrics;
-  const t = r.thresholds;
-  const g = (x: number, digits = 5) => (Number.isFinite(x) ? Number(x.toPrecision(digits)).toString() : String(x));
-  const lines = [renderPairs([
-    ['perplexity', `original ${g(m.original.perplexity, 6)}, packed ${g(m.packed.perplexity, 6)}`],
-    ['mean NLL', `original ${m.original.meanNll.toFixed(6)}, packed ${m.packed.meanNll.toFixed(6)} nats/token`],
-    ['ppl ratio', `${g(m.pplRatio)} (max ${t.maxPplRatio})`],
-    ['top-1 agreement', `${g(m.top1Agreement)} (min ${t.minTop1})`],
-    ['KL mean / p99', `${g(m.klMean)} / ${g(m.klP99)} nats/token (max mean ${t.maxKl})`],
-    ['tokens', `${formatCount(m.scoredTokens)} scored, ${formatCount(m.positions)} positions compared, ${r.text.windows} window(s) of ${r.text.ctx}, stride ${r.text.stride}`],
-    ['speed', `${Math.round(r.tokensPerSecond)} tokens/s (both models, prefill), ${r.seconds.toFixed(1)} s in all`],
-  ])];
-  for (const [i, c] of r.continuations.entries()) {
-    lines.push('', `prompt ${i + 1}: ${JSON.stringify(c.prompt)}${c.divergence === null ? ' (identical)' : ` (first difference at generated token ${c.divergence})`}`);
-    lines.push(`  original: ${JSON.stringify(c.original.text)}`, `  packed:   ${JSON.stringify(c.packed.text)}`);
-  }
-  const bad = r.tensors.rows.filter((row) => row.mismatch);
-  if (bad.length > 0) lines.push('', `warning: the .tpk header's relative error disagrees with the recomputed one for ${bad.map((b) => b.name).join(', ')}`);
-  lines.push('', `ternary-trained: ${r.ternaryTraining.ternaryTrained ? 'yes' : 'no'}. ${r.ternaryTraining.note}`);
-  lines.push('', r.verdict === 'PASS' ? 'PASS' : `FAIL: ${r.reasons.join('; ')}`);
-  return lines.join('\n');
 }

@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TpkHeader } from '../formats/tpk.js';
 import { sourceFromCachePath } from './cache.js';
-import { formatBytes } from './progress.js';
+import { formatBytes, formatCount, formatSignificant } from '../cli/units.js';
 
 export const CARD_TAGS = ['ternary', 'bitnet', '1.58-bit', 'tritpack'];
 
@@ -168,7 +168,7 @@ function jsonField(textValue: string | undefined, key: string): unknown {
 }
 
 function flatten(value: unknown, prefix: string): [string, string][] {
-  if (typeof value === 'number') return [[prefix, Number.isInteger(value) ? String(value) : Number(value.toPrecision(5)).toString()]];
+  if (typeof value === 'number') return [[prefix, Number.isInteger(value) ? String(value) : formatSignificant(value, 5)]];
   if (typeof value === 'string' || typeof value === 'boolean') return [[prefix, String(value)]];
   if (value && typeof value === 'object' && !Array.isArray(value)) {
     return Object.entries(value).flatMap(([k, x]) => flatten(x, prefix ? `${prefix} ${k}` : k));
@@ -197,7 +197,3 @@ function yamlString(value: string): string {
 
 function ratio(a: number, b: number): number { return b > 0 ? a / b : 0; }
 function fixed(x: number): string { return x.toFixed(3); }
-
-function formatCount(n: number): string {
-  return n.toLocaleString('en-US');
-}

@@ -5,6 +5,7 @@
  * should not leak the converter's local directories.
  */
 import path from 'node:path';
+import { formatCount, formatSignificant } from '../cli/units.js';
 import type { Continuation, ValidationReport } from './validate.js';
 
 export function renderReportMarkdown(r: ValidationReport): string {
@@ -14,7 +15,7 @@ export function renderReportMarkdown(r: ValidationReport): string {
   const out: string[] = [];
   out.push(`## Validation: ${r.verdict === 'PASS' ? '✅ PASS' : '❌ FAIL'}`, '');
   out.push(`\`${name(r.packed.path)}\` (packed) against \`${name(r.original.path)}\` (original, ${r.original.architecture}), `
-    + `on ${fmtInt(m.scoredTokens)} tokens of \`${name(r.text.source)}\`, measured by ${r.tool.name} ${r.tool.version}.`, '');
+    + `on ${formatCount(m.scoredTokens)} tokens of \`${name(r.text.source)}\`, measured by ${r.tool.name} ${r.tool.version}.`, '');
   out.push('| | original | packed |', '|---|---:|---:|');
   out.push(`| perplexity | ${num(m.original.perplexity, 6)} | ${num(m.packed.perplexity, 6)} |`);
   out.push(`| mean NLL (nats/token) | ${num(m.original.meanNll, 5)} | ${num(m.packed.meanNll, 5)} |`, '');
@@ -53,9 +54,9 @@ export function renderReportMarkdown(r: ValidationReport): string {
   out.push('### How this was measured', '');
   const window = r.text.windows === 1 ? `one window of ${r.text.ctx} tokens` : `${r.text.windows} windows of up to ${r.text.ctx} tokens, sliding by ${r.text.stride}`;
   out.push(`- Text: \`${name(r.text.source)}\`${r.text.sha256 ? ` (sha256 \`${r.text.sha256.slice(0, 16)}…\`)` : ''}, `
-    + `${fmtInt(r.text.tokens)} tokens used ${r.text.totalTokens === null ? 'from its start' : `of ${fmtInt(r.text.totalTokens)}`}, read as ${window}; both models see exactly the same token windows.`);
-  out.push(`- NLL over ${fmtInt(m.scoredTokens)} next-token predictions (each token scored once); perplexity = exp(mean NLL). `
-    + `KL and top-1 agreement over ${fmtInt(m.positions)} positions.`);
+    + `${formatCount(r.text.tokens)} tokens used ${r.text.totalTokens === null ? 'from its start' : `of ${formatCount(r.text.totalTokens)}`}, read as ${window}; both models see exactly the same token windows.`);
+  out.push(`- NLL over ${formatCount(m.scoredTokens)} next-token predictions (each token scored once); perplexity = exp(mean NLL). `
+    + `KL and top-1 agreement over ${formatCount(m.positions)} positions.`);
   out.push('- Log-softmax in float64 of each model\'s float32 logits; KL(p_original ‖ p_packed) = Σ p_original (log p_original − log p_packed) per position, natural log; p99 by linear interpolation (numpy\'s default).');
   out.push('- Per-tensor relative error uses the dequantized weight W′ = code × γ; γ is the absmean scale stored with the codes.');
   out.push(`- Runtime: ${r.tool.name}'s bundled minimal runtime; the packed model runs on its ternary codes directly. Took ${r.seconds.toFixed(1)} s.`);
@@ -96,9 +97,5 @@ function name(p: string): string {
 function num(x: number, digits = 4): string {
   if (!Number.isFinite(x)) return String(x);
   if (x !== 0 && (Math.abs(x) >= 1e6 || Math.abs(x) < 1e-4)) return x.toExponential(digits - 1);
-  return Number(x.toPrecision(digits)).toString();
-}
-
-function fmtInt(n: number): string {
-  return n.toLocaleString('en-US');
+  return formatSignificant(x, digits);
 }

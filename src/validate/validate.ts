@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { formatSignificant } from '../cli/units.js';
 import { TritpackError } from '../errors.js';
 import { ComparisonAccumulator } from './metrics.js';
 import { tokensRead, windowRows, type EvalModel, type ProgressCallback } from './evaluate.js';
@@ -205,14 +206,10 @@ export interface ValidateOptions extends EvalInputOptions {
 
 export function verdictOf(m: ComparisonMetrics, t: Thresholds): { verdict: 'PASS' | 'FAIL'; reasons: string[] } {
   const reasons: string[] = [];
-  if (!(m.pplRatio <= t.maxPplRatio)) reasons.push(`perplexity ratio ${fmt(m.pplRatio)} exceeds --max-ppl-ratio ${t.maxPplRatio}`);
-  if (!(m.top1Agreement >= t.minTop1)) reasons.push(`top-1 agreement ${fmt(m.top1Agreement)} is below --min-top1 ${t.minTop1}`);
-  if (!(m.klMean <= t.maxKl)) reasons.push(`mean KL ${fmt(m.klMean)} nats exceeds --max-kl ${t.maxKl}`);
+  if (!(m.pplRatio <= t.maxPplRatio)) reasons.push(`perplexity ratio ${formatSignificant(m.pplRatio, 4)} exceeds --max-ppl-ratio ${t.maxPplRatio}`);
+  if (!(m.top1Agreement >= t.minTop1)) reasons.push(`top-1 agreement ${formatSignificant(m.top1Agreement, 4)} is below --min-top1 ${t.minTop1}`);
+  if (!(m.klMean <= t.maxKl)) reasons.push(`mean KL ${formatSignificant(m.klMean, 4)} nats exceeds --max-kl ${t.maxKl}`);
   return { verdict: reasons.length === 0 ? 'PASS' : 'FAIL', reasons };
-}
-
-function fmt(x: number): string {
-  return Number.isFinite(x) ? Number(x.toPrecision(4)).toString() : String(x);
 }
 
 export function validateModels(options: ValidateOptions): ValidationReport {

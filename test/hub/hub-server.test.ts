@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { RateMeter } from '../../src/hub/progress.js';
+import { RateMeter } from '../../src/cli/transfer-progress.js';
 import { pullModel } from '../../src/hub/pull.js';
 import { fixtureDir } from '../support/fixtures.js';
 import { TOKEN, useFixtureHub } from '../support/hub-repos.js';
