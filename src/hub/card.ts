@@ -73,7 +73,7 @@ export function renderModelCard(input: ModelCardInput): string {
   const body: string[] = [`# ${title}`, ''];
   body.push(`A ternary (BitNet b1.58 style, weights in {−1, 0, +1} times a scale) version of ${source}, packed by `
     + `${header.producer.name} ${header.producer.version} into one \`.tpk\` file that holds the weights, config and tokenizer.`, '');
-  if (!facts.license) body.push('> The source model\'s licence was not recorded in the .tpk; the base model\'s licence applies.', '');
+  if (!facts.license) body.push('> The source model\'s licence was not recorded in the .tpk; the source model\'s own licence applies to this version.', '');
 
   body.push('## How it was made', '', '| | |', '|---|---|');
   body.push(`| Source | ${source}${facts.baseRevision ? ` at \`${facts.baseRevision}\`` : ''} |`);
@@ -104,7 +104,7 @@ export function renderModelCard(input: ModelCardInput): string {
   body.push(`tritpack eval "$dir/${input.fileName}" --text your-text.txt`);
   body.push('```', '');
   body.push('For llama.cpp, export it to GGUF '
-    + `(\`tritpack export "$dir/${input.fileName}" --format gguf\`) and load that with llama.cpp's tools.`, '');
+    + `(\`tritpack export "$dir/${input.fileName}" --to gguf -o ${ggufName(input.fileName)}\`) and load that with llama.cpp's tools.`, '');
   return [...front, ...body].join('\n');
 }
 
@@ -193,6 +193,10 @@ function list(value: unknown): string | undefined {
 /** A YAML double-quoted scalar (JSON string syntax is valid YAML). */
 function yamlString(value: string): string {
   return /^[A-Za-z0-9][A-Za-z0-9._/-]*$/.test(value) ? value : JSON.stringify(value);
+}
+
+function ggufName(tpkName: string): string {
+  return `${tpkName.replace(/\.tpk$/, '')}.gguf`;
 }
 
 function ratio(a: number, b: number): number { return b > 0 ? a / b : 0; }

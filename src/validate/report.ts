@@ -54,7 +54,7 @@ export function renderReportMarkdown(r: ValidationReport): string {
   out.push('### How this was measured', '');
   const window = r.text.windows === 1 ? `one window of ${r.text.ctx} tokens` : `${r.text.windows} windows of up to ${r.text.ctx} tokens, sliding by ${r.text.stride}`;
   out.push(`- Text: \`${name(r.text.source)}\`${r.text.sha256 ? ` (sha256 \`${r.text.sha256.slice(0, 16)}…\`)` : ''}, `
-    + `${formatCount(r.text.tokens)} tokens used ${r.text.totalTokens === null ? 'from its start' : `of ${formatCount(r.text.totalTokens)}`}, read as ${window}; both models see exactly the same token windows.`);
+    + `${tokensUsed(r.text.tokens, r.text.totalTokens)}, read as ${window}; both models see exactly the same token windows.`);
   out.push(`- NLL over ${formatCount(m.scoredTokens)} next-token predictions (each token scored once); perplexity = exp(mean NLL). `
     + `KL and top-1 agreement over ${formatCount(m.positions)} positions.`);
   out.push('- Log-softmax in float64 of each model\'s float32 logits; KL(p_original ‖ p_packed) = Σ p_original (log p_original − log p_packed) per position, natural log; p99 by linear interpolation (numpy\'s default).');
@@ -63,6 +63,11 @@ export function renderReportMarkdown(r: ValidationReport): string {
   out.push(`- Reproduce: \`tritpack validate <original> <packed> --text ${name(r.text.source)} --ctx ${r.text.ctx} --stride ${r.text.stride}`
     + `${r.text.totalTokens === null || r.text.tokens < r.text.totalTokens ? ` --max-tokens ${r.text.tokens}` : ''} --max-ppl-ratio ${t.maxPplRatio} --min-top1 ${t.minTop1} --max-kl ${t.maxKl}\``, '');
   return `${out.join('\n').trimEnd()}\n`;
+}
+
+function tokensUsed(used: number, total: number | null): string {
+  if (total === null) return `its first ${formatCount(used)} tokens`;
+  return used === total ? `all ${formatCount(total)} tokens` : `the first ${formatCount(used)} of its ${formatCount(total)} tokens`;
 }
 
 function continuation(c: Continuation, n: number): string[] {

@@ -44,6 +44,9 @@ describe('hub push (against the local hub server)', function () {
     assert.match(card, new RegExp(`\\| Bits per weight, ternarized tensors \\| ${summary.bitsPerWeight.ternarized.toFixed(3)} `));
     assert.match(card, new RegExp(`\\| Bits per weight, all tensors \\| ${summary.bitsPerWeight.overall.toFixed(3)} \\|`));
     assert.match(card, /tritpack generate "\$dir\/tiny\.tpk"/);
+    // Every command the card shows is one the CLI takes as written.
+    assert.match(card, /\$\(tritpack pull alice\/tiny-ternary\)/);
+    assert.match(card, /`tritpack export "\$dir\/tiny\.tpk" --to gguf -o tiny\.gguf`/);
     assert.doesNotMatch(card, /## Validation/);
     assert.ok(!card.includes(work.dir), 'no local paths in the card');
   });

@@ -66,6 +66,7 @@ describe('validate/validate (bigram stand-in models)', () => {
       assert.match(md, /\*\*Verdict: FAIL\*\* — mean KL 0\.0293 nats exceeds --max-kl 0\.01\./);
       assert.match(md, /\| original \| ‖\*abca\*/);
       assert.match(md, /Identical for all 4 generated tokens/);
+      assert.match(md, /- Text: `text\.txt` \(sha256 `[0-9a-f]{16}…`\), all 16 tokens, read as 2 windows of up to 8 tokens, sliding by 8;/);
       assert.match(md, /> \*\*Ternary-trained\?\*\* No\./);
       assert.ok(!md.includes(dir), 'the card shows base names, not local directories');
       assert.deepEqual(promptsFromText('\nOnce upon a time there was a cat.\n<|endoftext|>\nBen ran.\n'), ['Once upon a time there was', 'Ben ran.']);
