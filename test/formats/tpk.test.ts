@@ -133,7 +133,7 @@ describe('formats/tpk', () => {
         }
       }
       assert.equal(tpk.tensor('nope'), undefined);
-      throwsFormat(() => tpk.readData('nope'), /no tensor named nope/);
+      throwsFormat(() => tpk.readData('nope'), /no tensor named "nope"$/);
       assert.ok(tpk.verifyAll().every((r) => r.ok));
     } finally {
       tpk.close();
@@ -198,13 +198,13 @@ describe('formats/tpk', () => {
     flipByte(file, target.offset + 7);
     flipByte(file, scalesTarget.offset + 2);
     const tpk = TpkFile.open(file);
-    throwsFormat(() => tpk.readData('embed.weight'), /m\.tpk: tensor embed\.weight: sha256 mismatch \(file corrupted\)$/);
-    throwsFormat(() => tpk.readScales('layers.0.k.weight'), /tensor layers\.0\.k\.weight: scales sha256 mismatch/);
+    throwsFormat(() => tpk.readData('embed.weight'), /m\.tpk: tensor "embed\.weight": sha256 mismatch \(file corrupted\)$/);
+    throwsFormat(() => tpk.readScales('layers.0.k.weight'), /tensor "layers\.0\.k\.weight": scales sha256 mismatch/);
     assert.deepEqual(tpk.readData('layers.0.k.weight'), sampleTensors()[1]!.data, 'intact data of the same tensor still reads');
     const report = tpk.verifyAll();
     assert.deepEqual(report.filter((r) => !r.ok).map((r) => [r.name, r.problem]), [
-      ['layers.0.k.weight', 'tensor layers.0.k.weight: scales sha256 mismatch (file corrupted)'],
-      ['embed.weight', 'tensor embed.weight: sha256 mismatch (file corrupted)'],
+      ['layers.0.k.weight', 'tensor "layers.0.k.weight": scales sha256 mismatch (file corrupted)'],
+      ['embed.weight', 'tensor "embed.weight": sha256 mismatch (file corrupted)'],
     ]);
     assert.equal(report.length, sampleTensors().length);
     tpk.close();
@@ -246,7 +246,7 @@ describe('formats/tpk', () => {
     writeTpk(file, sampleTensors());
     const original = readFileSync(file);
     const cases: [number | Buffer, RegExp][] = [
-      [original.length - 10, /truncated: tensor mask: data ends at byte \d+ but the file has \d+ bytes/],
+      [original.length - 10, /truncated: tensor "mask": data ends at byte \d+ but the file has \d+ bytes/],
       [200, /truncated: header of \d+ bytes extends past the end of the file \(200 bytes\)/],
       [40, /truncated: 40 bytes, shorter than the 64-byte preamble/],
       [5, /not a \.tpk file/],
@@ -272,20 +272,21 @@ describe('formats/tpk', () => {
       [header([], { producer: 'me' }), /header: producer must be a map/],
       [header([], { files: { 'config.json': 42 } }), /header: files\["config.json"\] must be a string/],
       [header([], { source: { files: [{ name: 'a', size: -1 }] } }), /source\.files\[0\]\.size must be a non-negative integer/],
-      [header([{ ...t158, shape: 'big' }]), /tensor w: shape must be an array of non-negative integers/],
-      [header([{ ...t158, shape: [2 ** 40, 2 ** 40] }]), /tensor w: shape has too many elements/],
-      [header([{ ...t158, encoding: 'q4_k' }]), /tensor w: unknown encoding "q4_k"/],
-      [header([{ ...t158, data: { ...t158.data, length: 3 } }]), /tensor w: data is 3 bytes but t158 × 10 elements needs 2/],
-      [header([{ ...t158, scales: undefined }]), /tensor w: scales are missing bytes but 1 f32 scales need 4/],
+      [header([{ ...t158, shape: 'big' }]), /tensor "w": shape must be an array of non-negative integers/],
+      [header([{ ...t158, shape: [2 ** 40, 2 ** 40] }]), /tensor "w": shape has too many elements/],
+      [header([{ ...t158, encoding: 'q4_k' }]), /tensor "w": unknown encoding "q4_k"/],
+      [header([{ ...t158, data: { ...t158.data, length: 3 } }]), /tensor "w": data is 3 bytes but t158 × 10 elements needs 2/],
+      [header([{ ...t158, scales: undefined }]), /tensor "w": scales are missing bytes but 1 f32 scales need 4/],
       [header([{ ...t158, scale: { granularity: 'group', count: 1 } }]), /groupSize must be a positive integer/],
       [header([{ ...t158, scale: { granularity: 'channel', count: 1 } }]), /scale\.count is 1 but channel scales of shape \[2,5\] are 2/],
-      [header([{ ...t158, data: { ...t158.data, sha256: 'xyz' } }]), /tensor w: data\.sha256 must be 64 lowercase hex digits/],
-      [header([{ ...t158, data: { ...t158.data, offset: 1.5 } }]), /tensor w: data\.offset must be a non-negative integer/],
-      [header([{ ...t158, stats: { gamma: 'x' } }]), /tensor w: stats\.gamma must be a number/],
-      [header([t158, t158]), /tensors\[1\]\.name w appears twice/],
-      [header([{ ...t158, data: { ...t158.data, offset: 32 } }]), /tensor w: data offset \d+ is not a multiple of 64/],
+      [header([{ ...t158, data: { ...t158.data, sha256: 'xyz' } }]), /tensor "w": data\.sha256 must be 64 lowercase hex digits/],
+      [header([{ ...t158, data: { ...t158.data, offset: 1.5 } }]), /tensor "w": data\.offset must be a non-negative integer/],
+      [header([{ ...t158, stats: { gamma: 'x' } }]), /tensor "w": stats\["gamma"\] must be a number/],
+      [header([t158, t158]), /tensors\[1\]\.name "w" appears twice/],
+      [header([{ ...t158, name: 'evil\nname', shape: 'big' }]), /tensor "evil\\nname": shape must be/], // quoted: the message stays on one line
+      [header([{ ...t158, data: { ...t158.data, offset: 32 } }]), /tensor "w": data offset \d+ is not a multiple of 64/],
       [header([{ ...t158, scales: { ...t158.scales, offset: 0 } }]), /overlaps the header or another blob/],
-      [header([{ ...t158, scales: { ...t158.scales, offset: 2 ** 40 } }]), /truncated: tensor w: scales ends at byte/],
+      [header([{ ...t158, scales: { ...t158.scales, offset: 2 ** 40 } }]), /truncated: tensor "w": scales ends at byte/],
       [header([{ name: 'f', shape: [2], encoding: 'F32', scale: { granularity: 'tensor', count: 1 }, data: { offset: 0, length: 8, sha256: sha } }]), /encoding F32 takes no scales/],
     ];
     for (const [value, pattern] of cases) {
@@ -431,7 +432,7 @@ describe('formats/tpk', () => {
     tpk.close();
     flipByte(file, ref.offset);
     const corrupted = readFileSync(file);
-    throwsFormat(() => updateTpkHeader(file, { validation: { verdict: 'PASS' } }), /tensor norm\.weight: sha256 mismatch/);
+    throwsFormat(() => updateTpkHeader(file, { validation: { verdict: 'PASS' } }), /tensor "norm\.weight": sha256 mismatch/);
     assert.deepEqual(readFileSync(file), corrupted);
     assert.deepEqual(readdirSync(tmp.dir), ['m.tpk']);
   });
