@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { parseScaleGranularity, ternarizeAbsmean, type AbsmeanFormula } from '../../src/converters/ternarize.js';
+import { parseScaleGranularity, ternarizeAbsmean, ternarizeAbsmeanPacked, type AbsmeanFormula } from '../../src/converters/ternarize.js';
+import { packTernary, unpackTernary } from '../../src/formats/ternary.js';
 import { TritpackError } from '../../src/errors.js';
 import { loadReference, type FixtureName } from '../support/fixtures.js';
 import { f32Hex, readFixtureTensors, sha256Hex, type FixtureTensor } from '../support/ternarize-weights.js';
@@ -83,6 +84,40 @@ describe('converters/ternarize: fixtures computed by torch/transformers', () => 
       'model.layers.0.mlp.up_proj.weight': 476,
       'model.layers.1.self_attn.o_proj.weight': 134,
     });
+  });
+});
+
+describe('converters/ternarize: packed without a code array', () => {
+  it('tinystories-656K: the packed codes unpack to the reference codes sha256, t158 and t2', () => {
+    const ref = loadReference('tinystories-656K');
+    for (const [name, info, w] of fixtureCases('tinystories-656K', ref.ternary_absmean.tensors)) {
+      for (const packing of ['t158', 't2'] as const) {
+        const p = ternarizeAbsmeanPacked(w.values, w.shape[0]!, w.shape[1]!, packing, { kind: 'tensor' }, 'paper');
+        assert.equal(sha256Hex(unpackTernary(packing, p.data, w.values.length)), info.codes_int8_rowmajor_sha256, `${name} ${packing}`);
+        assert.equal(f32Hex(p.scales[0]!), info.gamma_f32_hex, `${name} gamma`);
+        assert.equal(p.zeros, info.count_zero, `${name} zeros`);
+      }
+    }
+  });
+
+  it('equals ternarizeAbsmean + packTernary when chunks split rows and scale groups (3 × 70001 weights)', () => {
+    const rows = 3, cols = 70001; // > one 65540-code chunk per row, not a multiple of 4 or 5
+    const w = Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(i * 0.731) * (1 + (i % 13)));
+    for (const granularity of [{ kind: 'tensor' }, { kind: 'channel' }, { kind: 'group', size: 7 }] as const) {
+      for (const formula of ['reference', 'paper'] as const) {
+        const whole = ternarizeAbsmean(w, rows, cols, granularity, formula);
+        for (const packing of ['t158', 't2'] as const) {
+          const p = ternarizeAbsmeanPacked(w, rows, cols, packing, granularity, formula);
+          const what = `${granularity.kind} ${formula} ${packing}`;
+          assert.ok(Buffer.from(p.data).equals(packTernary(packing, whole.codes)), what);
+          assert.deepEqual(p.scales, whole.scales, what);
+          assert.deepEqual(p.gammas, whole.gammas, what);
+          assert.equal(p.zeros, whole.codes.filter((t) => t === 0).length, what);
+          assert.equal(p.zeroFraction, whole.zeroFraction, what);
+          assert.equal(p.relativeError, whole.relativeError, what);
+        }
+      }
+    }
   });
 });
 
