@@ -3,7 +3,7 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCli } from '../support/cli.js';
 import { fixtureDir, loadReference, makeTempDir, textFixture } from '../support/fixtures.js';
-import { assertUsageError, packFixture } from '../support/validate-cli.js';
+import { assertUsageError, assertUsageErrorBothWays, packFixture } from '../support/validate-cli.js';
 
 describe('cli: eval', () => {
   let temp: ReturnType<typeof makeTempDir>;
@@ -44,25 +44,25 @@ describe('cli: eval', () => {
     assert.ok(Date.now() - started < 10_000, 'a prefix, not the whole corpus, was tokenized');
   });
 
-  it('one-line errors, exit 2', () => {
+  it('one-line errors, exit 2, also under --json', () => {
     const short = file('short.txt', 'Once upon a time there was a cat.');
-    assertUsageError(runCli(['eval', model, '--text', short]), /short\.txt: is \d+ tokens long, shorter than one window of 512/);
-    assertUsageError(runCli(['eval', model, '--text', file('empty.txt', '')]), /empty\.txt: the text file is empty/);
-    assertUsageError(runCli(['eval', model, '--text', file('latin1.txt', Uint8Array.from([0x43, 0x61, 0x66, 0xe9, 0x0a]))]), /latin1\.txt: is not valid UTF-8 \(first bad byte at offset 3\)/);
-    assertUsageError(runCli(['eval', model, '--text', textFixture('tinystories_sample.txt'), '--ctx', '1024']), /--ctx 1024 is beyond the 512 positions/);
-    assertUsageError(runCli(['eval', model, '--text', path.join(temp.dir, 'missing.txt')]), /missing\.txt: cannot read the text file \(ENOENT\)/);
+    assertUsageErrorBothWays(['eval', model, '--text', short], /short\.txt: is \d+ tokens long, shorter than one window of 512/);
+    assertUsageErrorBothWays(['eval', model, '--text', file('empty.txt', '')], /empty\.txt: the text file is empty/);
+    assertUsageErrorBothWays(['eval', model, '--text', file('latin1.txt', Uint8Array.from([0x43, 0x61, 0x66, 0xe9, 0x0a]))], /latin1\.txt: is not valid UTF-8 \(first bad byte at offset 3\)/);
+    assertUsageErrorBothWays(['eval', model, '--text', textFixture('tinystories_sample.txt'), '--ctx', '1024'], /--ctx 1024 is beyond the 512 positions/);
+    assertUsageErrorBothWays(['eval', model, '--text', path.join(temp.dir, 'missing.txt')], /missing\.txt: cannot read the text file \(ENOENT\)/);
 
     // A .tpk with one flipped byte in its last tensor blob: the blob's sha256 no longer matches.
     const bytes = readFileSync(tpk);
     bytes[bytes.length - 1] ^= 0x01;
     const flipped = file('flipped.tpk', bytes);
-    assertUsageError(runCli(['eval', flipped, '--text', textFixture('tinystories_sample.txt')]), /flipped\.tpk: .*sha256/);
+    assertUsageErrorBothWays(['eval', flipped, '--text', textFixture('tinystories_sample.txt')], /flipped\.tpk: .*sha256/);
 
     // A model directory without tokenizer.json.
     const noTok = path.join(temp.dir, 'no-tokenizer');
     mkdirSync(noTok);
     for (const f of ['config.json', 'generation_config.json', 'model.safetensors']) copyFileSync(path.join(model, f), path.join(noTok, f));
-    assertUsageError(runCli(['eval', noTok, '--text', textFixture('tinystories_sample.txt')]), /no-tokenizer: no tokenizer\.json/);
+    assertUsageErrorBothWays(['eval', noTok, '--text', textFixture('tinystories_sample.txt')], /no-tokenizer: no tokenizer\.json/);
 
     // A hub repo id that is not cached, offline: nothing is fetched.
     const cache = path.join(temp.dir, 'hub-cache');

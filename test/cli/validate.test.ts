@@ -4,7 +4,7 @@ import path from 'node:path';
 import { TpkFile } from '../../src/formats/tpk.js';
 import { runCli } from '../support/cli.js';
 import { fixtureDir, makeTempDir, textFixture } from '../support/fixtures.js';
-import { assertUsageError, packFixture } from '../support/validate-cli.js';
+import { assertUsageError, assertUsageErrorBothWays, packFixture } from '../support/validate-cli.js';
 
 describe('cli: validate', () => {
   let temp: ReturnType<typeof makeTempDir>;
@@ -60,14 +60,15 @@ describe('cli: validate', () => {
     assert.equal(out.ternaryTraining.ternaryTrained, true);
   });
 
-  it('thresholds out of range and other bad input: one line, exit 2', () => {
-    assertUsageError(runCli(['validate', tiny, tinyTpk, ...quick, '--max-ppl-ratio', '0.9']), /--max-ppl-ratio must be a number ≥ 1/);
-    assertUsageError(runCli(['validate', tiny, tinyTpk, ...quick, '--min-top1', '1.5']), /--min-top1 must be a fraction between 0 and 1/);
-    assertUsageError(runCli(['validate', tiny, tinyTpk, ...quick, '--max-kl', '-0.1']), /--max-kl must be a number ≥ 0/);
-    assertUsageError(runCli(['validate', tiny, tinyTpk, ...quick, '--max-kl', 'abc']), /--max-kl must be a number, got "abc"/);
-    assertUsageError(runCli(['validate', tiny, tiny, ...quick, '--embed']), /--embed writes the report into a \.tpk/);
+  it('thresholds out of range and other bad input: one line, exit 2, also under --json', () => {
+    assertUsageErrorBothWays(['validate', tiny, tinyTpk, ...quick, '--max-ppl-ratio', '0.9'], /--max-ppl-ratio must be a number ≥ 1/);
+    assertUsageErrorBothWays(['validate', tiny, tinyTpk, ...quick, '--min-top1', '1.5'], /--min-top1 must be a fraction between 0 and 1/);
+    assertUsageErrorBothWays(['validate', tiny, tinyTpk, ...quick, '--max-kl', '-0.1'], /--max-kl must be a number ≥ 0/);
+    assertUsageErrorBothWays(['validate', tiny, tinyTpk, ...quick, '--max-kl', 'abc'], /--max-kl must be a number, got "abc"/);
+    assertUsageErrorBothWays(['validate', tiny, tiny, ...quick, '--embed'], /--embed writes the report into a \.tpk/);
+    assertUsageErrorBothWays(['validate', tiny, tinyTpk, '--text', sample, '--ctx', '1024'], /--ctx 1024 is beyond the 512 positions/);
     const empty = path.join(temp.dir, 'prompts.txt');
     writeFileSync(empty, '');
-    assertUsageError(runCli(['validate', tiny, tinyTpk, ...quick, '--prompts', empty]), /prompts\.txt: the text file is empty/);
+    assertUsageErrorBothWays(['validate', tiny, tinyTpk, ...quick, '--prompts', empty], /prompts\.txt: the text file is empty/);
   });
 });

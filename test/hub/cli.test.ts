@@ -54,6 +54,28 @@ describe('cli: tritpack pull / push', function () {
     }
   });
 
+  it('a hub that echoes the token back: pull and push still print it nowhere, under --json too', async () => {
+    const tpk = path.join(work.dir, 'echo.tpk');
+    await convertCheckpoint({ input: fixtureDir('tinystories-656K'), output: tpk });
+    const runs = [
+      ['pull', 'alice/tinystories', '--cache-dir', path.join(work.dir, 'c4'), '--token', TOKEN],
+      ['push', tpk, 'alice/echo', '--create', '--token', TOKEN],
+    ];
+    for (const json of [[], ['--json']]) {
+      for (const args of runs) {
+        fx.hub.injectFault({ path: '/api/', fault: { kind: 'status', status: 500, message: `token ${TOKEN} refused` }, times: 1 });
+        const r = await runCliAsync([...args, ...json]);
+        assert.equal(r.code, 2, r.stderr);
+        assert.equal(r.stdout, '');
+        // Progress lines (push's "creating…") may come first, except under --json; the error is the one last line.
+        const lines = r.stderr.trimEnd().split('\n');
+        if (json.length > 0) assert.equal(lines.length, 1, r.stderr);
+        assert.match(lines.at(-1)!, /^Error: the hub answered 500 for alice\/\w+ on http:\/\/127\.0\.0\.1:\d+ \(token hf_\*\*\* refused\); try again later$/);
+        assert.ok(!r.stderr.includes(TOKEN));
+      }
+    }
+  });
+
   it('push --dry-run prints the files and the card; push --json then pull round-trips the .tpk', async () => {
     const tpk = path.join(work.dir, 'tiny.tpk');
     await convertCheckpoint({ input: fixtureDir('tinystories-656K'), output: tpk });

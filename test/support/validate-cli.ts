@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { convertCheckpoint } from '../../src/converters/convert.js';
-import type { CliResult } from './cli.js';
+import { runCli, type CliResult } from './cli.js';
 import { fixtureDir, type FixtureName } from './fixtures.js';
 
 /** Converts a fixture checkpoint to `<dir>/<name>.tpk` with the default options. */
@@ -20,4 +20,10 @@ export function assertUsageError(result: CliResult, re: RegExp): void {
   assert.match(lines[0]!, /^Error: /);
   assert.match(lines[0]!, re);
   assert.equal(result.stdout, '');
+}
+
+/** The same user error with and without --json: --json must not turn it into output on stdout. */
+export function assertUsageErrorBothWays(args: string[], re: RegExp): void {
+  assertUsageError(runCli(args), re);
+  assertUsageError(runCli([...args, '--json']), re);
 }
