@@ -8,10 +8,15 @@
  * enforces (so a file we accept, llama.cpp accepts): version 2 or 3, unique non-empty keys,
  * `general.alignment` a UINT32 power of two, names < 64 bytes, known tensor types, row lengths
  * that are whole blocks, and tensors back to back at aligned offsets in tensor-info order.
+ * Beyond gguf.cpp it bounds what a JS reader would otherwise blow up on even in a file large
+ * enough to back the counts: strings (V8 has a ~512 MiB string limit), array lengths (each
+ * element becomes a JS value of 8+ bytes) and the number of tensors. Real models are orders of
+ * magnitude below each bound.
  */
-import { closeSync, existsSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { FormatError, TritpackError } from '../errors.js';
+import { closeQuietly, ioProblem, openForReading, readExactly, removeQuietly, tempPathFor, writeExactly } from './io.js';
 
 export const GGUF_MAGIC = 'GGUF';
 export const GGUF_VERSION = 3;
@@ -130,6 +135,17 @@ export function alignUp(n: number, alignment: number): number {
 // Reader
 
 const WINDOW = 1 << 20;
+/** Longest string value: above a whole embedded tokenizer.json, below V8's string length limit. */
+export const GGUF_MAX_STRING_BYTES = 256 * 1024 * 1024;
+/** Most elements in one array value (vocabularies and merge lists are at most a few hundred thousand). */
+export const GGUF_MAX_ARRAY_ELEMENTS = 1 << 24;
+/** Most tensors in one file (the largest models have a few thousand). */
+export const GGUF_MAX_TENSORS = 1 << 20;
+
+/** Names and keys may hold any character; quoting them keeps every message on one line. */
+function quote(name: string): string {
+  return JSON.stringify(name.length > 80 ? `${name.slice(0, 77)}...` : name);
+}
 
 /** Sequential little-endian reads over a file, through a window buffer, bounded by the file size. */
 class Cursor {
@@ -153,7 +169,7 @@ class Cursor {
     if (this.pos < this.bufStart || this.pos + n > this.bufStart + this.buf.length) {
       const length = Math.min(Math.max(n, WINDOW), this.remaining);
       this.buf = new Uint8Array(length);
-      readFully(this.fd, this.buf, this.pos);
+      readExactly(this.fd, this.file, this.buf, this.pos);
       this.view = new DataView(this.buf.buffer);
       this.bufStart = this.pos;
     }
@@ -167,17 +183,22 @@ class Cursor {
   u32(what: string): number { const at = this.need(4, what); return this.view.getUint32(at, true); }
   u64(what: string): bigint { const at = this.need(8, what); return this.view.getBigUint64(at, true); }
 
-  /** A uint64 count or size that must also fit what is left of the file at `minBytesEach` per item. */
-  count(what: string, minBytesEach: number): number {
+  /**
+   * A uint64 count or size that must fit what is left of the file at `minBytesEach` per item,
+   * and `limit`.
+   */
+  count(what: string, minBytesEach: number, limit: number): number {
     const n = this.u64(what);
     if (n > BigInt(Math.floor(this.remaining / Math.max(minBytesEach, 1)))) {
       throw new FormatError(this.file, `${what} ${n} at offset ${this.pos - 8} is larger than the rest of the file allows (${this.remaining} bytes left)`);
     }
+    if (n > BigInt(limit)) throw new FormatError(this.file, `${what} ${n} at offset ${this.pos - 8} exceeds the limit of ${limit}`);
     return Number(n);
   }
 
-  string(what: string): string {
-    const length = this.count(`${what} length`, 1);
+  /** A length-prefixed UTF-8 string of at most `maxBytes` bytes. */
+  string(what: string, maxBytes = GGUF_MAX_STRING_BYTES): string {
+    const length = this.count(`${what} length`, 1, maxBytes);
     const at = this.need(length, what);
     return this.decoder.decode(this.buf.subarray(at, at + length));
   }
@@ -201,15 +222,6 @@ class Cursor {
       case GgufValueType.INT64: { const at = this.need(8, what); return this.view.getBigInt64(at, true); }
       case GgufValueType.FLOAT64: { const at = this.need(8, what); return this.view.getFloat64(at, true); }
     }
-  }
-}
-
-function readFully(fd: number, into: Uint8Array, position: number): void {
-  let done = 0;
-  while (done < into.length) {
-    const n = readSync(fd, into, done, into.length - done, position + done);
-    if (n === 0) throw new Error(`unexpected end of file at ${position + done}`);
-    done += n;
   }
 }
 
@@ -252,14 +264,14 @@ export class GgufFile {
 
     // A tensor-info record is at least 8 (name length) + 4 (n_dims) + 4 (type) + 8 (offset) bytes;
     // a KV record at least 8 (key length) + 4 (type) + 1 (value) bytes.
-    const nTensors = cursor.count('tensor count', 24);
-    const nKv = cursor.count('KV count', 13);
+    const nTensors = cursor.count('tensor count', 24, GGUF_MAX_TENSORS);
+    const nKv = cursor.count('KV count', 13, Number.MAX_SAFE_INTEGER);
 
     const kv = new Map<string, GgufValue>();
     for (let i = 0; i < nKv; i++) {
       const key = cursor.string(`key of KV ${i}`);
       if (key.length === 0) throw new FormatError(file, `KV ${i} has an empty key`);
-      if (kv.has(key)) throw new FormatError(file, `duplicate key "${key}"`);
+      if (kv.has(key)) throw new FormatError(file, `duplicate key ${quote(key)}`);
       kv.set(key, readValue(cursor, file, key));
     }
     this.kv = kv;
@@ -276,27 +288,27 @@ export class GgufFile {
     const infos: Omit<GgufTensorInfo, 'dataOffset'>[] = [];
     const names = new Set<string>();
     for (let i = 0; i < nTensors; i++) {
-      const name = cursor.string(`name of tensor ${i}`);
-      if (Buffer.byteLength(name) > GGUF_MAX_NAME_BYTES) throw new FormatError(file, `tensor ${i} name "${name.slice(0, 80)}" is longer than ${GGUF_MAX_NAME_BYTES} bytes`);
-      if (names.has(name)) throw new FormatError(file, `duplicate tensor name "${name}"`);
+      const name = cursor.string(`name of tensor ${i}`, GGUF_MAX_NAME_BYTES);
+      const shown = quote(name);
+      if (names.has(name)) throw new FormatError(file, `duplicate tensor name ${quote(name)}`);
       names.add(name);
-      const nDims = cursor.u32(`n_dims of ${name}`);
-      if (nDims < 1 || nDims > GGML_MAX_DIMS) throw new FormatError(file, `tensor ${name} has ${nDims} dimensions (1 to ${GGML_MAX_DIMS} allowed)`);
+      const nDims = cursor.u32(`n_dims of ${shown}`);
+      if (nDims < 1 || nDims > GGML_MAX_DIMS) throw new FormatError(file, `tensor ${shown} has ${nDims} dimensions (1 to ${GGML_MAX_DIMS} allowed)`);
       const dims: number[] = [];
       for (let d = 0; d < nDims; d++) {
-        const ne = cursor.u64(`dims of ${name}`);
+        const ne = cursor.u64(`dims of ${shown}`);
         // Anything beyond the file size cannot be backed by data; checking here keeps the numbers exact.
-        if (ne > BigInt(cursor.size) * 8n) throw new FormatError(file, `tensor ${name} dimension ${d} = ${ne} is larger than the file could hold`);
+        if (ne > BigInt(cursor.size) * 8n) throw new FormatError(file, `tensor ${shown} dimension ${d} = ${ne} is larger than the file could hold`);
         dims.push(Number(ne));
       }
-      const typeId = cursor.u32(`type of ${name}`);
-      if (!isGgmlType(typeId)) throw new FormatError(file, `tensor ${name} has unknown ggml type ${typeId}`);
-      const offset = cursor.u64(`offset of ${name}`);
+      const typeId = cursor.u32(`type of ${shown}`);
+      if (!isGgmlType(typeId)) throw new FormatError(file, `tensor ${shown} has unknown ggml type ${typeId}`);
+      const offset = cursor.u64(`offset of ${shown}`);
       const byteLength = ggmlTensorBytes(typeId, dims);
       if (byteLength === null) {
-        throw new FormatError(file, `tensor ${name}: row length ${dims[0]} is not a multiple of the ${ggmlTypeName(typeId)} block size ${GGML_TYPE_TRAITS[typeId].blockSize}`);
+        throw new FormatError(file, `tensor ${shown}: row length ${dims[0]} is not a multiple of the ${ggmlTypeName(typeId)} block size ${GGML_TYPE_TRAITS[typeId].blockSize}`);
       }
-      if (offset > BigInt(cursor.size)) throw new FormatError(file, `tensor ${name} offset ${offset} is beyond the end of the file`);
+      if (offset > BigInt(cursor.size)) throw new FormatError(file, `tensor ${shown} offset ${offset} is beyond the end of the file`);
       infos.push({ name, dims, type: typeId, offset: Number(offset), byteLength });
     }
 
@@ -304,12 +316,12 @@ export class GgufFile {
     let expected = 0;
     const tensors: GgufTensorInfo[] = [];
     for (const info of infos) {
-      if (info.offset % alignment !== 0) throw new FormatError(file, `tensor ${info.name} offset ${info.offset} is not a multiple of the alignment ${alignment}`);
+      if (info.offset % alignment !== 0) throw new FormatError(file, `tensor ${quote(info.name)} offset ${info.offset} is not a multiple of the alignment ${alignment}`);
       // ggml requires the data to be laid out back to back in tensor-info order.
-      if (info.offset !== expected) throw new FormatError(file, `tensor ${info.name} has offset ${info.offset}, expected ${expected}`);
+      if (info.offset !== expected) throw new FormatError(file, `tensor ${quote(info.name)} has offset ${info.offset}, expected ${expected}`);
       const dataOffset = this.dataStart + info.offset;
       if (dataOffset + info.byteLength > cursor.size) {
-        throw new FormatError(file, `tensor ${info.name} data [${dataOffset}, ${dataOffset + info.byteLength}) lies beyond the end of the file (${cursor.size} bytes)`);
+        throw new FormatError(file, `tensor ${quote(info.name)} data [${dataOffset}, ${dataOffset + info.byteLength}) lies beyond the end of the file (${cursor.size} bytes)`);
       }
       tensors.push({ ...info, dataOffset });
       expected = alignUp(info.offset + info.byteLength, alignment);
@@ -319,7 +331,7 @@ export class GgufFile {
   }
 
   static open(file: string): GgufFile {
-    const fd = openSync(file, 'r');
+    const fd = openForReading(file);
     try {
       return new GgufFile(file, fd);
     } catch (err) {
@@ -337,17 +349,17 @@ export class GgufFile {
     const entry = this.kv.get(key);
     if (entry === undefined) return undefined;
     if (type !== undefined && entry.type !== type) {
-      throw new FormatError(this.path, `key ${key} has type ${GgufValueType[entry.type]}, expected ${GgufValueType[type]}`);
+      throw new FormatError(this.path, `key ${quote(key)} has type ${GgufValueType[entry.type]}, expected ${GgufValueType[type]}`);
     }
     return entry.value;
   }
 
   readBytes(name: string): Uint8Array {
     const info = this.byName.get(name);
-    if (info === undefined) throw new FormatError(this.path, `no tensor named ${name}`);
+    if (info === undefined) throw new FormatError(this.path, `no tensor named ${quote(name)}`);
     if (this.fd === null) throw new TritpackError(`${this.path}: file is closed`);
     const out = new Uint8Array(info.byteLength);
-    readFully(this.fd, out, info.dataOffset);
+    readExactly(this.fd, this.path, out, info.dataOffset);
     return out;
   }
 
@@ -358,18 +370,21 @@ export class GgufFile {
 }
 
 function readValue(cursor: Cursor, file: string, key: string): GgufValue {
-  const type = cursor.u32(`type of ${key}`);
+  const shown = quote(key);
+  const type = cursor.u32(`type of ${shown}`);
   if (type === GgufValueType.ARRAY) {
-    const elemType = cursor.u32(`element type of ${key}`);
-    if (elemType === GgufValueType.ARRAY) throw new FormatError(file, `key ${key}: nested arrays are not supported`);
-    if (!isScalarType(elemType)) throw new FormatError(file, `key ${key}: unknown array element type ${elemType}`);
-    const n = cursor.count(`element count of ${key}`, minValueBytes(elemType));
+    const elemType = cursor.u32(`element type of ${shown}`);
+    if (elemType === GgufValueType.ARRAY) throw new FormatError(file, `key ${shown}: nested arrays are not supported`);
+    if (!isScalarType(elemType)) throw new FormatError(file, `key ${shown}: unknown array element type ${elemType}`);
+    const n = cursor.count(`element count of ${shown}`, minValueBytes(elemType), GGUF_MAX_ARRAY_ELEMENTS);
     const value: GgufScalar[] = new Array(n);
-    for (let i = 0; i < n; i++) value[i] = cursor.scalar(elemType, `${key}[${i}]`);
+    // One description for all elements: vocabularies have hundreds of thousands, and the error names the offset.
+    const what = `an element of ${shown}`;
+    for (let i = 0; i < n; i++) value[i] = cursor.scalar(elemType, what);
     return { type: GgufValueType.ARRAY, elemType, value };
   }
-  if (!isScalarType(type)) throw new FormatError(file, `key ${key}: unknown value type ${type}`);
-  return { type, value: cursor.scalar(type, key) };
+  if (!isScalarType(type)) throw new FormatError(file, `key ${shown}: unknown value type ${type}`);
+  return { type, value: cursor.scalar(type, shown) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -488,13 +503,15 @@ export function encodeGgufHeader(kv: ReadonlyArray<[string, GgufValue]>, tensors
 export class GgufWriter {
   private fd: number | null;
   private next = 0;
-  private position: number;
   private readonly tmpPath: string;
 
   private constructor(readonly path: string, private readonly tensors: GgufPlannedTensor[], header: Uint8Array, private readonly alignment: number) {
-    this.tmpPath = path.replace(/[^/\\]*$/, (base) => `.${base}.tmp-${process.pid}-${Date.now()}`);
-    this.fd = openSync(this.tmpPath, 'w');
-    this.position = 0;
+    this.tmpPath = tempPathFor(path);
+    try {
+      this.fd = openSync(this.tmpPath, 'wx', 0o644);
+    } catch (error) {
+      throw new FormatError(path, ioProblem('create the output file', error));
+    }
     this.write(header);
   }
 
@@ -505,11 +522,15 @@ export class GgufWriter {
     return new GgufWriter(file, tensors.map((t) => ({ ...t, dims: [...t.dims] })), header, alignment);
   }
 
+  /** Appends `bytes`; a failed write (a full disk) removes the temporary file before it throws. */
   private write(bytes: Uint8Array): void {
     if (this.fd === null) throw new TritpackError(`GGUF writer for ${this.path} is closed`);
-    let done = 0;
-    while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done, this.position + done);
-    this.position += bytes.length;
+    try {
+      writeExactly(this.fd, this.path, bytes);
+    } catch (error) {
+      this.abort();
+      throw error;
+    }
   }
 
   writeTensor(name: string, data: Uint8Array): void {
@@ -536,13 +557,19 @@ export class GgufWriter {
     }
     closeSync(this.fd!);
     this.fd = null;
-    renameSync(this.tmpPath, this.path);
+    try {
+      renameSync(this.tmpPath, this.path);
+    } catch (error) {
+      removeQuietly(this.tmpPath);
+      throw new FormatError(this.path, ioProblem('rename the finished file into place', error));
+    }
   }
 
+  /** Closes and removes the temporary file; safe to call more than once. */
   abort(): void {
-    if (this.fd !== null) closeSync(this.fd);
+    if (this.fd !== null) closeQuietly(this.fd);
     this.fd = null;
-    rmSync(this.tmpPath, { force: true });
+    removeQuietly(this.tmpPath);
   }
 }
 

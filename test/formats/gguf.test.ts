@@ -1,9 +1,11 @@
 import { strict as assert } from 'node:assert';
-import { readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gguf as parseIndependently } from '@huggingface/gguf';
 import { FormatError } from '../../src/errors.js';
-import { GgufFile, GgufWriter, GgmlType, GgufValueType, encodeGgufHeader, gguf } from '../../src/formats/gguf.js';
+import {
+  GGUF_MAX_ARRAY_ELEMENTS, GGUF_MAX_STRING_BYTES, GGUF_MAX_TENSORS, GgufFile, GgufWriter, GgmlType, GgufValueType, encodeGgufHeader, gguf,
+} from '../../src/formats/gguf.js';
 import { makeTempDir } from '../support/fixtures.js';
 
 /** formats.md §2.6: the worked byte example, written out by hand. */
@@ -91,15 +93,19 @@ describe('formats/gguf', () => {
       out.set(header);
       return out;
     }
-    function expectError(bytes: Uint8Array, pattern: RegExp): void {
-      const file = path.join(tmp.dir, 'bad.gguf');
-      writeFileSync(file, bytes);
+    function expectOpenError(file: string, pattern: RegExp): void {
       assert.throws(() => GgufFile.open(file), (err: unknown) => {
         assert.ok(err instanceof FormatError, String(err));
         assert.ok(err.message.startsWith(file), err.message);
+        assert.ok(!err.message.includes('\n'), `one line: ${JSON.stringify(err.message)}`);
         assert.match(err.message, pattern);
         return true;
       });
+    }
+    function expectError(bytes: Uint8Array, pattern: RegExp): void {
+      const file = path.join(tmp.dir, 'bad.gguf');
+      writeFileSync(file, bytes);
+      expectOpenError(file, pattern);
     }
     const set64 = (b: Uint8Array, at: number, v: bigint): Uint8Array => { new DataView(b.buffer).setBigUint64(at, v, true); return b; };
     const set32 = (b: Uint8Array, at: number, v: number): Uint8Array => { new DataView(b.buffer).setUint32(at, v, true); return b; };
@@ -117,7 +123,7 @@ describe('formats/gguf', () => {
     it('tensor count beyond the file', () => expectError(set64(valid(), 8, 2n ** 62n), /tensor count .* larger than the rest of the file/));
     it('KV count beyond the file', () => expectError(set64(valid(), 16, 1000000n), /KV count .* larger than the rest of the file/));
     it('key length beyond the file', () => expectError(set64(valid(), 24, 2n ** 63n), /key of KV 0 length .* larger than the rest of the file/));
-    it('string value length beyond the file', () => expectError(set64(valid(), 24 + 8 + 20 + 4, 1n << 40n), /general\.architecture length .* larger than the rest of the file/));
+    it('string value length beyond the file', () => expectError(set64(valid(), 24 + 8 + 20 + 4, 1n << 40n), /"general\.architecture" length .* larger than the rest of the file/));
     it('truncated inside the tensor infos', () => expectError(valid().subarray(0, 90), /truncated/));
     it('unknown value type', () => expectError(set32(valid(), 24 + 8 + 20, 13), /unknown value type 13/));
     it('unknown tensor type', () => expectError(set32(valid(), 102 - 12, 31), /unknown ggml type 31/));
@@ -131,7 +137,58 @@ describe('formats/gguf', () => {
     it('huge array count', () => {
       const { header } = encodeGgufHeader([['tokenizer.ggml.tokens', gguf.array(GgufValueType.STRING, ['a'])]], []);
       // element count sits after: counts (24) + key (8+21) + type (4) + elem type (4)
-      expectError(set64(header, 24 + 8 + 21 + 8, 2n ** 50n), /element count of tokenizer\.ggml\.tokens .* larger than the rest/);
+      expectError(set64(header, 24 + 8 + 21 + 8, 2n ** 50n), /element count of "tokenizer\.ggml\.tokens" .* larger than the rest/);
+    });
+  });
+
+  describe('bounds what a JS reader would choke on, even in a file large enough to back the counts', () => {
+    const set64 = (b: Uint8Array, at: number, v: number): Uint8Array => { new DataView(b.buffer).setBigUint64(at, BigInt(v), true); return b; };
+    function expectOpenError(file: string, pattern: RegExp): void {
+      assert.throws(() => GgufFile.open(file), (err: unknown) => err instanceof FormatError && err.message.startsWith(file) && !err.message.includes('\n') && pattern.test(err.message));
+    }
+    /** `head` followed by zeros up to `size` bytes, as a sparse file (no disk space used). */
+    function sparse(head: Uint8Array, size: number): string {
+      const file = path.join(tmp.dir, 'big.gguf');
+      writeFileSync(file, head);
+      truncateSync(file, size);
+      return file;
+    }
+
+    it(`a string longer than ${GGUF_MAX_STRING_BYTES} bytes`, () => {
+      const { header } = encodeGgufHeader([['general.name', gguf.str('x')]], []);
+      const file = sparse(set64(header, 24 + 8 + 12 + 4, GGUF_MAX_STRING_BYTES + 1), GGUF_MAX_STRING_BYTES + 1024);
+      expectOpenError(file, /"general\.name" length 268435457 at offset 48 exceeds the limit of 268435456/);
+    });
+    it(`an array of more than ${GGUF_MAX_ARRAY_ELEMENTS} elements`, () => {
+      const { header } = encodeGgufHeader([['a', gguf.array(GgufValueType.UINT8, [1])]], []);
+      const file = sparse(set64(header, 24 + 8 + 1 + 8, GGUF_MAX_ARRAY_ELEMENTS + 1), GGUF_MAX_ARRAY_ELEMENTS + 1024);
+      expectOpenError(file, /element count of "a" 16777217 .* exceeds the limit of 16777216/);
+    });
+    it(`more than ${GGUF_MAX_TENSORS} tensors`, () => {
+      const { header } = encodeGgufHeader([], []);
+      const file = sparse(set64(header, 8, GGUF_MAX_TENSORS + 1), (GGUF_MAX_TENSORS + 1) * 32 + 64);
+      expectOpenError(file, /tensor count 1048577 .* exceeds the limit of 1048576/);
+    });
+    it('a tensor name longer than ggml allows, counted in bytes before decoding', () => {
+      const name = 'é'.repeat(32); // 64 UTF-8 bytes, 32 characters
+      const { header } = encodeGgufHeader([], [{ name: 'n'.repeat(63), dims: [1], type: GgmlType.F32 }]);
+      const bytes = new Uint8Array(header.length + 64);
+      bytes.set(header.subarray(0, 24));
+      set64(bytes, 24, 64);
+      bytes.set(Buffer.from(name), 32);
+      bytes.set(header.subarray(24 + 8 + 63), 32 + 64);
+      expectOpenError(sparse(bytes, bytes.length), /name of tensor 0 length 64 at offset 24 exceeds the limit of 63/);
+    });
+    it('keys and tensor names with newlines stay on one line in messages', () => {
+      const { header } = encodeGgufHeader([['a\nb', gguf.u32(1)], ['a\nc', gguf.u32(2)]], []);
+      const second = 24 + 8 + 3 + 4 + 4 + 8 + 2; // the 'c' of the second key
+      assert.equal(header[second], 'c'.charCodeAt(0));
+      header[second] = 'b'.charCodeAt(0);
+      expectOpenError(sparse(header, header.length), /duplicate key "a\\nb"$/);
+    });
+    it('a missing file and a directory are FormatErrors too', () => {
+      expectOpenError(path.join(tmp.dir, 'absent.gguf'), /cannot open: no such file or directory/);
+      expectOpenError(tmp.dir, /cannot read: is a directory/);
     });
   });
 
