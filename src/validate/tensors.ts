@@ -58,22 +58,10 @@ function tensorRow(tpk: TpkFile, entry: TpkTensorEntry, original: SafetensorsChe
   const count = elementCount(entry.shape);
   const codes = unpackTernary(entry.encoding as 't158' | 't2', tpk.readData(entry.name), count);
   const scales = tpk.readScales(entry.name);
-  const scaleOf = scaleIndexer(entry, scales);
   let zeros = 0;
   for (let i = 0; i < count; i++) if (codes[i] === 0) zeros++;
   const weights = readOriginal(original, entry.name, count);
-  let relativeError: number | null = null;
-  if (weights !== undefined) {
-    let diff = 0;
-    let norm = 0;
-    for (let i = 0; i < count; i++) {
-      const w = weights[i]!;
-      const d = w - codes[i]! * scaleOf(i);
-      diff += d * d;
-      norm += w * w;
-    }
-    relativeError = norm === 0 ? 0 : Math.sqrt(diff / norm);
-  }
+  const relativeError = weights === undefined ? null : relativeFrobeniusError(weights, codes, scales, entry);
   const headerRelativeError = entry.stats?.['relativeError'] ?? null;
   const granularity = entry.scale?.granularity ?? 'tensor';
   return {
@@ -90,11 +78,31 @@ function tensorRow(tpk: TpkFile, entry: TpkTensorEntry, original: SafetensorsChe
   };
 }
 
-/** Element index → its f32 scale, for per-tensor, per-row and per-group scales. */
-function scaleIndexer(entry: TpkTensorEntry, scales: Float32Array): (i: number) => number {
+/**
+ * ‖W − code·scale‖F / ‖W‖F in float64. This runs over every ternary weight of the model, so it
+ * walks each row in runs of columns that share one scale (the whole row, or one group) and looks
+ * that scale up once per run rather than once per weight.
+ */
+function relativeFrobeniusError(weights: Float32Array, codes: Int8Array, scales: Float32Array, entry: TpkTensorEntry): number {
   const scale = entry.scale ?? { granularity: 'tensor' as const };
-  const cols = elementCount(entry.shape) / (entry.shape[0] ?? 1);
-  return (i) => scales[tpkScaleIndex(scale, cols, Math.floor(i / cols), i % cols)]!;
+  const rows = entry.shape[0] ?? 1;
+  const cols = weights.length / rows;
+  const run = scale.granularity === 'group' ? scale.groupSize! : cols;
+  let diff = 0;
+  let norm = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let c0 = 0; c0 < cols; c0 += run) {
+      const s = scales[tpkScaleIndex(scale, cols, r, c0)]!;
+      const end = r * cols + Math.min(c0 + run, cols);
+      for (let i = r * cols + c0; i < end; i++) {
+        const w = weights[i]!;
+        const d = w - codes[i]! * s;
+        diff += d * d;
+        norm += w * w;
+      }
+    }
+  }
+  return norm === 0 ? 0 : Math.sqrt(diff / norm);
 }
 
 function openCheckpoint(path: string): SafetensorsCheckpoint | undefined {
