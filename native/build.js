@@ -2,7 +2,7 @@
 /**
  * `npm install` hook: build the native kernels with node-gyp. A machine without a compiler (or a
  * different OS) must still install tritpack, so a failed build prints one warning and exits 0; the
- * runtime then falls back to the TypeScript reference backend. TRITPACK_SKIP_NATIVE=1 skips it.
+ * runtime then falls back to the committed WebAssembly kernels. TRITPACK_SKIP_NATIVE=1 skips it.
  */
 import { spawnSync } from 'node:child_process';
 
@@ -15,6 +15,6 @@ const result = gyp
   : spawnSync('node-gyp', ['rebuild'], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', shell: true });
 if (result.status !== 0) {
   const why = result.error?.message ?? (result.stderr ?? '').split('\n').find((l) => /error/i.test(l))?.trim() ?? `exit ${result.status}`;
-  console.warn(`tritpack: native kernels not built (${why}); the slower reference backend will be used`);
+  console.warn(`tritpack: native kernels not built (${why}); the WebAssembly backend will be used instead`);
 }
 process.exit(0);

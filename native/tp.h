@@ -20,6 +20,7 @@ static inline int tp_row_bytes(int cols) { return (cols + TP_BLOCK_COLS - 1) / T
 /* ---- thread pool (tp_pool.c) ---- */
 typedef void (*tp_task_fn)(void *ctx, int chunk);
 int tp_pool_set_threads(int threads); /* total participants, calling thread included; returns the count in effect */
+void tp_pool_init(void);             /* one per online CPU, unless threads were set already (addon loaded again by a worker) */
 int tp_pool_threads(void);
 void tp_pool_run(tp_task_fn fn, void *ctx, int chunks);
 /* Rows per chunk so that chunks stay small (a busy core does not stall the others) yet not tiny. */

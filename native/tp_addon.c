@@ -289,7 +289,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "readBandwidth", NULL, js_read_bandwidth, NULL, NULL, NULL, napi_default, NULL },
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
-  tp_pool_set_threads(0);
+  tp_pool_init();
   return exports;
 }
 

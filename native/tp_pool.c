@@ -42,7 +42,10 @@ static struct {
   atomic_int sleepers;
   pthread_mutex_t mu;
   pthread_cond_t cv;
-} pool = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+  /* One caller at a time owns the workers: the addon may be loaded by several JS threads (worker_threads). */
+  pthread_mutex_t owner;
+  int started;
+} pool = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .owner = PTHREAD_MUTEX_INITIALIZER };
 
 static unsigned generation_of(unsigned long long t) { return (unsigned)(t >> 32); }
 
@@ -93,25 +96,37 @@ static void stop_workers(void) {
 }
 
 int tp_pool_set_threads(int threads) {
+  pthread_mutex_lock(&pool.owner);
+  pool.started = 1;
   if (threads <= 0) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     threads = cpus > 0 ? (int)cpus : 1;
   }
   if (threads > TP_MAX_THREADS) threads = TP_MAX_THREADS;
-  if (threads - 1 == pool.workers) return threads;
-  stop_workers();
-  for (int i = 0; i < threads - 1; i++) {
-    if (pthread_create(&pool.threads[i], NULL, worker_main, NULL) != 0) break;
-    pool.workers++;
+  if (threads - 1 != pool.workers) {
+    stop_workers();
+    for (int i = 0; i < threads - 1; i++) {
+      if (pthread_create(&pool.threads[i], NULL, worker_main, NULL) != 0) break;
+      pool.workers++;
+    }
   }
+  pthread_mutex_unlock(&pool.owner);
   return pool.workers + 1;
+}
+
+void tp_pool_init(void) {
+  pthread_mutex_lock(&pool.owner);
+  const int started = pool.started;
+  pthread_mutex_unlock(&pool.owner);
+  if (!started) tp_pool_set_threads(0);
 }
 
 int tp_pool_threads(void) { return pool.workers + 1; }
 
 void tp_pool_run(tp_task_fn fn, void *ctx, int chunks) {
   if (chunks <= 0) return;
-  if (pool.workers == 0 || chunks == 1) {
+  /* Workers busy for another JS thread (or none, or nothing to share): run here, alone. */
+  if (pool.workers == 0 || chunks == 1 || pthread_mutex_trylock(&pool.owner) != 0) {
     for (int c = 0; c < chunks; c++) fn(ctx, c);
     return;
   }
@@ -133,6 +148,7 @@ void tp_pool_run(tp_task_fn fn, void *ctx, int chunks) {
     if (spin < TP_SPIN) cpu_relax();
     else sched_yield();
   }
+  pthread_mutex_unlock(&pool.owner);
 }
 
 int tp_chunk_rows(int rows, size_t row_bytes) {

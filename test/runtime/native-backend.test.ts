@@ -5,10 +5,11 @@
  * checks run on it. Integer paths must agree bit for bit; float paths to float32 rounding.
  */
 import assert from 'node:assert/strict';
+import { Worker } from 'node:worker_threads';
 import { fromFloat32, type FloatDType } from '../../src/formats/dtype.js';
 import { packTernary, type TernaryPacking } from '../../src/formats/ternary.js';
 import { loadModel, ReferenceBackend, type Backend, type LoadedModel, type TernaryWeightSource } from '../../src/runtime-min/index.js';
-import { loadNativeAddon, NativeBackend, nativeUnavailableReason } from '../../src/runtime-min/backends/native.js';
+import { loadNativeAddon, NativeBackend, nativeAddonPath, nativeUnavailableReason } from '../../src/runtime-min/backends/native.js';
 import { loadWasmModule, WasmBackend, wasmUnavailableReason } from '../../src/runtime-min/backends/wasm.js';
 import { fixtureDir, loadReference } from '../support/fixtures.js';
 import { commonPrefix, maxAbsDiff, meanNll, top1 } from '../support/runtime-helpers.js';
@@ -254,6 +255,39 @@ describe('runtime: native backend kernels vs the reference backend', function ()
       assert.deepEqual([...got.q], [...want.q]);
       assert.ok(Object.is(got.scales[0], want.scales[0]), `${got.scales[0]} vs ${want.scales[0]}`);
     }
+  });
+
+  it('is safe to use from a worker thread at the same time as from the main thread', async () => {
+    // The addon's thread pool belongs to one caller at a time; another JS thread computes alone.
+    const rand = rng(123);
+    const src = ternarySource(rand, 300, 1000, 't2', 'channel');
+    const w = native.prepare(src) as unknown as { codes: Uint8Array };
+    const q = ref.quantizeActivations(randomFloats(rand, 3 * 1000), 3, 1000);
+    const args = [w.codes, 300, 1000, src.scales, 1, 1000, q.q, 3, null] as const;
+    const want = new Float32Array(900);
+    addon!.ternaryQ8(...args, want, q.scales);
+    const worker = new Worker(`
+      const { parentPort, workerData: d } = require('node:worker_threads');
+      const addon = require(d.path);
+      const out = new Float32Array(900);
+      let same = true;
+      for (let k = 0; k < 200; k++) {
+        out.fill(0);
+        addon.ternaryQ8(d.codes, 300, 1000, d.scales, 1, 1000, d.q, 3, null, out, d.sx);
+        same = same && Buffer.from(out.buffer).equals(Buffer.from(d.want.buffer));
+      }
+      parentPort.postMessage(same);`, { eval: true, workerData: { path: nativeAddonPath(), codes: w.codes, scales: src.scales, q: q.q, sx: q.scales, want } });
+    const fromWorker = new Promise<boolean>((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
+    const out = new Float32Array(900);
+    let same = true;
+    for (let k = 0; k < 200; k++) {
+      out.fill(0);
+      addon!.ternaryQ8(...args, out, q.scales);
+      same &&= sameBits(out, want);
+    }
+    assert.ok(same, 'main thread');
+    assert.equal(await fromWorker, true, 'worker thread');
+    await worker.terminate();
   });
 
   it('refuses buffers shorter than the shapes', () => {

@@ -10,6 +10,7 @@
  * steps); float matmuls accumulate in float32 lanes and agree to rounding.
  */
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { TritpackError } from '../../errors.js';
 import { dtypeByteSize, toFloat32, type FloatDType } from '../../formats/dtype.js';
 import { packedByteLength } from '../../formats/ternary.js';
@@ -40,12 +41,16 @@ export interface NativeAddon {
 
 let loaded: { addon: NativeAddon } | { error: string } | undefined;
 
+/** Where the built addon lives: the same relative path from src/runtime-min/backends (tsx) and dist/runtime-min/backends. */
+export function nativeAddonPath(): string {
+  return fileURLToPath(new URL('../../../build/Release/tritpack_native.node', import.meta.url));
+}
+
 /** The addon, or null with the reason it could not be loaded (not built, other platform). */
 export function loadNativeAddon(): NativeAddon | null {
   if (!loaded) {
     try {
-      // Same relative path from src/runtime-min/backends (tsx) and dist/runtime-min/backends (built).
-      loaded = { addon: createRequire(import.meta.url)('../../../build/Release/tritpack_native.node') as NativeAddon };
+      loaded = { addon: createRequire(import.meta.url)(nativeAddonPath()) as NativeAddon };
     } catch (err) {
       loaded = { error: (err as Error).message.split('\n')[0]! };
     }
