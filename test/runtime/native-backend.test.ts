@@ -5,13 +5,15 @@
  * checks run on it. Integer paths must agree bit for bit; float paths to float32 rounding.
  */
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { convertCheckpoint } from '../../src/converters/convert.js';
 import { fromFloat32, type FloatDType } from '../../src/formats/dtype.js';
 import { packTernary, type TernaryPacking } from '../../src/formats/ternary.js';
 import { loadModel, ReferenceBackend, type Backend, type LoadedModel, type TernaryWeightSource } from '../../src/runtime-min/index.js';
 import { loadNativeAddon, NativeBackend, nativeAddonPath, nativeUnavailableReason } from '../../src/runtime-min/backends/native.js';
 import { loadWasmModule, WasmBackend, wasmUnavailableReason } from '../../src/runtime-min/backends/wasm.js';
-import { fixtureDir, loadReference } from '../support/fixtures.js';
+import { fixtureDir, loadReference, makeTempDir } from '../support/fixtures.js';
 import { commonPrefix, maxAbsDiff, meanNll, top1 } from '../support/runtime-helpers.js';
 
 const addon = loadNativeAddon();
@@ -355,6 +357,31 @@ describe(`runtime: fixture models on the ${backend} backend`, function () {
       const session = model.createSession();
       session.feed(ids.slice(0, 8));
       for (let i = 8; i < ids.length; i++) assert.ok(maxAbsDiff(session.feed([ids[i]!], { lastOnly: true }), logits.subarray(i * V, (i + 1) * V)) === 0, `position ${i}`);
+    });
+  });
+
+  describe('tinystories-656K converted to .tpk (ternary weights, float activations) against its ternarized reference', () => {
+    const ref = loadReference('tinystories-656K');
+    const ta = ref.ternary_absmean.float32;
+    const V = 2048;
+    let tmp: { dir: string; cleanup: () => void };
+    let model: LoadedModel;
+    before(async () => {
+      tmp = makeTempDir('tritpack-fast-backend-');
+      const file = path.join(tmp.dir, 'tinystories-t158.tpk');
+      await convertCheckpoint({ input: fixtureDir('tinystories-656K'), output: file, packing: 't158' });
+      model = await loadModel(file, { backend });
+    });
+    after(() => { model?.close(); tmp?.cleanup(); });
+
+    it('mean NLL within 1e-4, top-1 of the first 128 positions and greedy 64 equal the reference', () => {
+      const ids = ref.tokenizer.sample_ids_first512;
+      const logits = model.logits(ids);
+      const nll = meanNll(logits, ids, V);
+      assert.ok(Math.abs(nll - ta.nll.tinystories_sample.mean_nll) < 1e-4, `${nll} vs ${ta.nll.tinystories_sample.mean_nll}`);
+      assert.deepEqual(top1(logits, V, 128), ta.top1_first128_sample);
+      const g = ta.greedy64_from_prompt;
+      assert.equal(commonPrefix(model.generate(g.prompt_ids, { maxNewTokens: 64 }), g.generated_ids), 64);
     });
   });
 
