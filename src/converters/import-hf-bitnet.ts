@@ -10,26 +10,13 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { FormatError } from '../errors.js';
 import { dtypeByteSize, fromFloat32, isFloatDType, type FloatDType } from '../formats/dtype.js';
-import { SafetensorsCheckpoint, SafetensorsFile } from '../formats/safetensors.js';
+import { SafetensorsCheckpoint } from '../formats/safetensors.js';
 import { dequantizeTernary } from './export-common.js';
 import { unpackHfBitnet, type LinearClass } from './export-hf-bitnet.js';
+import {
+  checkpointProvenance, parseCheckpointConfig, readCheckpointConfig, readSafetensorsMetadata, readSideFiles,
+} from './import-safetensors.js';
 import type { SourceTensor, SourceTernary, TensorSource } from './import-source.js';
-
-/** Text files a converted model carries (the same list as the convert pipeline's). */
-const SIDE_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'] as const;
-
-function readConfig(dir: string): { text: string; config: Record<string, unknown> } | undefined {
-  const file = path.join(dir, 'config.json');
-  if (!existsSync(file)) return undefined;
-  const text = readFileSync(file, 'utf8');
-  try {
-    const config = JSON.parse(text) as unknown;
-    if (config === null || typeof config !== 'object' || Array.isArray(config)) throw new Error('not a JSON object');
-    return { text, config: config as Record<string, unknown> };
-  } catch (err) {
-    throw new FormatError(file, `not a valid config (${(err as Error).message})`);
-  }
-}
 
 function quantization(config: Record<string, unknown>): Record<string, unknown> | undefined {
   const q = config['quantization_config'];
@@ -38,59 +25,23 @@ function quantization(config: Record<string, unknown>): Record<string, unknown> 
 
 /** A directory whose config declares transformers' BitNet quantization in offline (packed) mode, the default mode. */
 export function isPackedHfBitnet(input: string): boolean {
-  if (!existsSync(input) || !statSync(input).isDirectory()) return false;
-  const q = quantization(readConfig(input)?.config ?? {});
+  const file = path.join(input, 'config.json');
+  if (!existsSync(input) || !statSync(input).isDirectory() || !existsSync(file)) return false;
+  const q = quantization(parseCheckpointConfig(file, readFileSync(file, 'utf8')).parsed);
   return q?.['quant_method'] === 'bitnet' && (q['quantization_mode'] ?? 'offline') === 'offline';
 }
 
 interface Packed { weight: string; scale: string; rows: number; cols: number; dtype: FloatDType }
 
 export function openHfBitnetSource(dir: string): TensorSource {
-  const cfg = readConfig(dir);
-  if (cfg === undefined) throw new FormatError(dir, 'no config.json');
-  const q = quantization(cfg.config) ?? {};
-  const linearClass = (q['linear_class'] ?? 'bitlinear') as LinearClass;
+  const config = readCheckpointConfig(dir);
+  const linearClass = (quantization(config.parsed)?.['linear_class'] ?? 'bitlinear') as LinearClass;
   if (linearClass !== 'bitlinear' && linearClass !== 'autobitlinear') throw new FormatError(path.join(dir, 'config.json'), `unknown quantization_config.linear_class "${String(linearClass)}"`);
 
   const ckpt = SafetensorsCheckpoint.open(dir);
   try {
-    const metadata: Record<string, string> = {};
-    for (const file of ckpt.files) {
-      const f = SafetensorsFile.open(file);
-      Object.assign(metadata, f.metadata);
-      f.close();
-    }
-    const packed = new Map<string, Packed>();
-    const tensors: SourceTensor[] = [];
-    const names = new Set(ckpt.tensors.map((t) => t.name));
-    for (const info of ckpt.tensors) {
-      if (info.name.endsWith('.weight_scale')) {
-        if (!names.has(info.name.replace(/_scale$/, ''))) throw new FormatError(info.file, `${info.name} has no packed weight beside it`);
-        continue;
-      }
-      const scaleName = `${info.name}_scale`;
-      const scale = ckpt.get(scaleName);
-      if (info.dtype === 'U8' && info.name.endsWith('.weight')) {
-        if (scale === undefined) throw new FormatError(info.file, `packed weight ${info.name} has no ${scaleName}`);
-        if (info.shape.length !== 2) throw new FormatError(info.file, `packed weight ${info.name} has shape ${JSON.stringify(info.shape)}, expected [out/4, in]`);
-        if (scale.shape.reduce((a, b) => a * b, 1) !== 1 || !isFloatDType(scale.dtype)) throw new FormatError(scale.file, `${scaleName} must hold one float, found ${scale.dtype} ${JSON.stringify(scale.shape)}`);
-        const [p, cols] = info.shape as [number, number];
-        const dtype = scale.dtype;
-        packed.set(info.name, { weight: info.name, scale: scaleName, rows: 4 * p, cols, dtype });
-        tensors.push({ name: info.name, dtype, shape: [4 * p, cols], byteLength: 4 * p * cols * dtypeByteSize(dtype), file: info.file, ternary: { granularity: 'tensor', count: 1 } });
-      } else {
-        if (scale !== undefined) throw new FormatError(info.file, `${info.name} is ${info.dtype}, but a packed weight (U8) is expected beside ${scaleName}`);
-        tensors.push({ name: info.name, dtype: info.dtype, shape: info.shape, byteLength: info.byteLength, file: info.file });
-      }
-    }
-    if (packed.size === 0) throw new FormatError(dir, 'declares offline BitNet quantization but holds no packed U8 weights with weight_scale');
-
+    const { tensors, packed } = pairPackedWeights(dir, ckpt);
     const byName = new Map(tensors.map((t) => [t.name, t]));
-    const sideFiles: Record<string, string> = {};
-    for (const name of SIDE_FILES) {
-      const file = path.join(dir, name);
-      if (existsSync(file)) sideFiles[name] = readFileSync(file, 'utf8');
-    }
 
     const readTernary = (name: string): SourceTernary => {
       const p = packed.get(name);
@@ -101,15 +52,17 @@ export function openHfBitnetSource(dir: string): TensorSource {
       const gamma = linearClass === 'autobitlinear' ? stored : Math.fround(1 / stored);
       return { codes, scales: Float32Array.of(gamma), scale: { granularity: 'tensor', count: 1 } };
     };
-
     const dequantize = (p: Packed): Float32Array => dequantizeTernary({ ...readTernary(p.weight), rows: p.rows, cols: p.cols });
 
     return {
       kind: 'hf-bitnet-packed',
       path: dir,
+      root: dir,
       files: [...ckpt.files],
-      sideFiles,
-      metadata,
+      provenance: checkpointProvenance(dir, ckpt.files),
+      config: config.parsed,
+      sideFiles: readSideFiles(dir, config),
+      metadata: readSafetensorsMetadata(ckpt.files),
       warnings: [],
       tensors,
       get: (name) => byName.get(name),
@@ -128,4 +81,36 @@ export function openHfBitnetSource(dir: string): TensorSource {
     ckpt.close();
     throw err;
   }
+}
+
+/**
+ * Each U8 `.weight` with its `.weight_scale` becomes one ternary tensor (the scale's float dtype,
+ * the unpacked shape); every other tensor passes through. A scale without its weight, a weight
+ * without its scale, or a packed weight of the wrong shape is a FormatError.
+ */
+function pairPackedWeights(dir: string, ckpt: SafetensorsCheckpoint): { tensors: SourceTensor[]; packed: Map<string, Packed> } {
+  const packed = new Map<string, Packed>();
+  const tensors: SourceTensor[] = [];
+  for (const info of ckpt.tensors) {
+    if (info.name.endsWith('.weight_scale')) {
+      if (ckpt.get(info.name.replace(/_scale$/, '')) === undefined) throw new FormatError(info.file, `${info.name} has no packed weight beside it`);
+      continue;
+    }
+    const scaleName = `${info.name}_scale`;
+    const scale = ckpt.get(scaleName);
+    if (info.dtype !== 'U8' || !info.name.endsWith('.weight')) {
+      if (scale !== undefined) throw new FormatError(info.file, `${info.name} is ${info.dtype}, but a packed weight (U8) is expected beside ${scaleName}`);
+      tensors.push({ name: info.name, dtype: info.dtype, shape: info.shape, byteLength: info.byteLength, file: info.file });
+      continue;
+    }
+    if (scale === undefined) throw new FormatError(info.file, `packed weight ${info.name} has no ${scaleName}`);
+    if (info.shape.length !== 2) throw new FormatError(info.file, `packed weight ${info.name} has shape ${JSON.stringify(info.shape)}, expected [out/4, in]`);
+    if (scale.shape.reduce((a, b) => a * b, 1) !== 1 || !isFloatDType(scale.dtype)) throw new FormatError(scale.file, `${scaleName} must hold one float, found ${scale.dtype} ${JSON.stringify(scale.shape)}`);
+    const [p, cols] = info.shape as [number, number];
+    const dtype = scale.dtype;
+    packed.set(info.name, { weight: info.name, scale: scaleName, rows: 4 * p, cols, dtype });
+    tensors.push({ name: info.name, dtype, shape: [4 * p, cols], byteLength: 4 * p * cols * dtypeByteSize(dtype), file: info.file, ternary: { granularity: 'tensor', count: 1 } });
+  }
+  if (packed.size === 0) throw new FormatError(dir, 'declares offline BitNet quantization but holds no packed U8 weights with weight_scale');
+  return { tensors, packed };
 }

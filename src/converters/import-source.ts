@@ -1,15 +1,16 @@
 /**
- * A "tensor source": what the convert pipeline reads from when its input is not a plain float
- * safetensors checkpoint — an HF offline-packed BitNet directory or a GGUF file. Tensors appear
- * under their Hugging Face names and PyTorch shapes. Tensors the source already stores ternary
- * carry `ternary` and must be taken with readTernary(): re-running absmean on their dequantized
- * values would keep the codes but turn γ into γ·(fraction of non-zeros).
+ * A "tensor source": what the convert pipeline reads from — a float safetensors checkpoint
+ * directory, an HF offline-packed BitNet directory or a GGUF file. Tensors appear under their
+ * Hugging Face names and PyTorch shapes. Tensors the source already stores ternary carry
+ * `ternary` and must be taken with readTernary(): re-running absmean on their dequantized values
+ * would keep the codes but turn γ into γ·(fraction of non-zeros).
  */
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import type { DType } from '../formats/dtype.js';
 import type { TpkScale } from '../formats/tpk.js';
 import { openGgufSource } from './import-gguf.js';
 import { isPackedHfBitnet, openHfBitnetSource } from './import-hf-bitnet.js';
+import { openSafetensorsSource } from './import-safetensors.js';
 
 export interface SourceTensor {
   name: string;
@@ -33,10 +34,16 @@ export interface SourceTernary {
 }
 
 export interface TensorSource {
-  readonly kind: 'hf-bitnet-packed' | 'gguf';
+  readonly kind: 'safetensors' | 'hf-bitnet-packed' | 'gguf';
   readonly path: string;
-  /** the files the tensors come from (for the .tpk's source hashes) */
+  /** the files the tensors come from (their sizes are the conversion's input bytes) */
   readonly files: string[];
+  /** every file the output derives from (side files, index, weights), hashed into the .tpk header … */
+  readonly provenance: string[];
+  /** … under names relative to this directory */
+  readonly root: string;
+  /** the model's config.json, parsed (rebuilt from metadata for GGUF) */
+  readonly config: Record<string, unknown>;
   /** verbatim text of config.json, tokenizer.json, … for the .tpk header (config.json always present) */
   readonly sideFiles: Record<string, string>;
   /** tied-weight hints in the safetensors `__metadata__` style: missing name → stored name */
@@ -66,13 +73,10 @@ export function looksLikeGguf(input: string): boolean {
   return head.toString('latin1') === 'GGUF';
 }
 
-/**
- * The tensor source for an input convert cannot read as plain float safetensors: a GGUF file or
- * an HF offline-packed BitNet directory. null means: an ordinary checkpoint, use the usual path.
- */
-export function openTensorSource(input: string): TensorSource | null {
+/** The tensor source for a convert input: a GGUF file, an HF offline-packed BitNet directory, else a float checkpoint directory. */
+export function openTensorSource(input: string): TensorSource {
   // by magic, or by name: a damaged .gguf must get the GGUF reader's diagnosis, not "not a directory"
   if (looksLikeGguf(input) || (/\.gguf$/i.test(input) && existsSync(input) && statSync(input).isFile())) return openGgufSource(input);
   if (isPackedHfBitnet(input)) return openHfBitnetSource(input);
-  return null;
+  return openSafetensorsSource(input);
 }

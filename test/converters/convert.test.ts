@@ -4,9 +4,10 @@
  * transformers-computed numbers in each fixture's reference.json; kept tensors are the source bytes.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { convertCheckpoint, type ConversionSummary, type ConvertOptions } from '../../src/converters/convert.js';
+import { FormatError } from '../../src/errors.js';
 import { writeSafetensors, writeShardedSafetensors } from '../../src/formats/safetensors.js';
 import { TpkFile } from '../../src/formats/tpk.js';
 import { fixtureDir, loadReference, makeTempDir, type FixtureName } from '../support/fixtures.js';
@@ -206,22 +207,67 @@ describe('converters/convert', function () {
     }
   });
 
-  it('recognises a checkpoint saved after ternary training (rows of {−a, 0, a}) and keeps its codes', async () => {
-    const dir = path.join(temp.dir, 'dequantized');
+  /** tinystories-656K copied into the temp dir, with `edit` applied to the raw tensors first. */
+  function editedTinystories(edit: (tensors: Map<string, RawTensor>) => void): string {
+    const dir = path.join(temp.dir, 'edited');
     mkdirSync(dir);
     for (const f of ['config.json', 'tokenizer.json']) copyFileSync(path.join(fixtureDir('tinystories-656K'), f), path.join(dir, f));
     const src = readSafetensorsRaw(path.join(fixtureDir('tinystories-656K'), 'model.safetensors'));
+    edit(src.tensors);
+    writeSafetensors(path.join(dir, 'model.safetensors'), [...src.tensors].map(([name, t]) => ({ name, dtype: t.dtype as 'F32', shape: t.shape, data: t.bytes })), src.metadata);
+    return dir;
+  }
+
+  it('recognises a checkpoint saved after ternary training (rows of {−a, 0, a}) and keeps its codes', async () => {
     const expected = new Map<string, Int8Array>();
-    writeSafetensors(path.join(dir, 'model.safetensors'), [...src.tensors].map(([name, t]) => {
-      if (!/_proj\.weight$/.test(name)) return { name, dtype: 'F32' as const, shape: t.shape, data: t.bytes };
-      const { gamma, codes } = absmeanReference(decodeFloats(t.bytes, t.dtype));
-      expected.set(name, codes);
-      return { name, dtype: 'F32' as const, shape: t.shape, data: new Uint8Array(Float32Array.from(codes, (c) => c * gamma).buffer) };
-    }), src.metadata);
+    const dir = editedTinystories((tensors) => {
+      for (const [name, t] of tensors) {
+        if (!/_proj\.weight$/.test(name)) continue;
+        const { gamma, codes } = absmeanReference(decodeFloats(t.bytes, t.dtype));
+        expected.set(name, codes);
+        tensors.set(name, { ...t, bytes: new Uint8Array(Float32Array.from(codes, (c) => c * gamma).buffer) });
+      }
+    });
     const c = await convert(dir);
     assert.equal(c.summary.ternaryTraining, 'ternary-valued');
     assert.deepEqual(c.summary.warnings, []);
     for (const [name, codes] of expected) assert.equal(countDiffering(codesOf(c.tpk, name), codes), 0, name);
+  });
+
+  it('NaN/Inf in a projection: a FormatError naming tensor and file, no output; allowed, they count as 0', async () => {
+    const name = 'model.layers.1.mlp.up_proj.weight';
+    let clean = new Float32Array(0);
+    const dir = editedTinystories((tensors) => {
+      const t = tensors.get(name)!;
+      const values = decodeFloats(t.bytes, t.dtype);
+      clean = values.slice();
+      clean[5] = 0; clean[300] = 0;
+      values[5] = NaN; values[300] = -Infinity;
+      tensors.set(name, { ...t, bytes: new Uint8Array(values.buffer) });
+    });
+    const output = path.join(temp.dir, 'refused.tpk');
+    await assert.rejects(convertCheckpoint({ input: dir, output }), (err: unknown) => err instanceof FormatError
+      && err.message === `${path.join(dir, 'model.safetensors')}: tensor ${name} holds 2 NaN/Inf value(s), the first at element 5 (--allow-nonfinite converts anyway)`);
+    assert.deepEqual(readdirSync(temp.dir).filter((f) => f.endsWith('.tpk') || f.includes('.tmp')), []);
+    const c = await convert(dir, { allowNonFinite: true });
+    const mine = absmeanReference(clean);
+    assert.equal(countDiffering(codesOf(c.tpk, name), mine.codes), 0);
+    assert.equal(c.tpk.tensor(name)!.stats!['nonFinite'], 2);
+    assert.ok(Math.abs(c.tpk.readScales(name)[0]! - mine.gamma) <= 1e-6 * mine.gamma);
+    assert.equal(c.tpk.header.conversion['allowNonFinite'], true);
+  });
+
+  it('refuses packed BitNet weights (U8 + weight_scale) whose config.json does not declare them', async () => {
+    const dir = path.join(temp.dir, 'undeclared');
+    mkdirSync(dir);
+    for (const f of readdirSync(fixtureDir('bitnet-tiny-packed'))) copyFileSync(path.join(fixtureDir('bitnet-tiny-packed'), f), path.join(dir, f));
+    const config = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    delete config.quantization_config;
+    writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
+    const output = path.join(temp.dir, 'refused.tpk');
+    await assert.rejects(convertCheckpoint({ input: dir, output }), (err: unknown) => err instanceof FormatError
+      && err.message.startsWith(`${dir}: is an already packed BitNet checkpoint`) && !err.message.includes('\n'));
+    assert.ok(!existsSync(output));
   });
 
   it('imports an HF offline-packed BitNet checkpoint: the same codes as its bf16 master, scales = its stored weight_scale', async () => {
