@@ -4,7 +4,7 @@
  * request, and the blob only gets its final name once its hash matches the hub's listing (sha256 for
  * LFS files, the git blob id otherwise). A mismatch deletes the partial file.
  */
-import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, existsSync, mkdirSync, openSync, renameSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { downloadFile, HubApiError } from '@huggingface/hub';
@@ -31,17 +31,19 @@ export async function fetchBlob(request: BlobRequest): Promise<BlobResult> {
   if (existsSync(blob) && statSync(blob).size === file.size) return { blob, downloadedBytes: 0, cached: true };
   mkdirSync(path.dirname(blob), { recursive: true });
   const incomplete = `${blob}.incomplete`;
+  // Created up front, so that an empty file (nothing to transfer) is hashed and kept like any other.
+  closeSync(openSync(incomplete, 'a'));
   const retries = request.retries ?? 2;
   let downloadedBytes = 0;
   for (let attempt = 0; ; attempt++) {
-    let have = existsSync(incomplete) ? statSync(incomplete).size : 0;
+    let have = statSync(incomplete).size;
     if (have > file.size) { truncateSync(incomplete, 0); have = 0; }
     if (have === file.size) break;
     try {
       downloadedBytes += await appendFrom(request, incomplete, have);
     } catch (err) {
       if (err instanceof TritpackError) throw err;
-      const got = existsSync(incomplete) ? statSync(incomplete).size : 0;
+      const got = statSync(incomplete).size;
       if (isRetriable(err) && attempt < retries) { await sleep(250 * 2 ** attempt); continue; }
       if (err instanceof HubApiError) throw err;
       throw new TritpackError(`download of ${file.path} was interrupted after ${got} of ${file.size} bytes (${describeNetworkError(err)}); run the same command again to resume`, { cause: err });

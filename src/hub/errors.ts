@@ -36,12 +36,20 @@ export function hubError(err: unknown, ctx: HubErrorContext): TritpackError {
       default:
         message = `the hub answered ${err.statusCode} for ${where} (${said})${err.statusCode >= 500 ? '; try again later' : ''}`;
     }
+  } else if (isFileSystemError(err)) {
+    // Local trouble (a full disk, a cache path that is not a directory) is not the hub's: name the file.
+    message = `cannot ${err.syscall} ${err.path} in the hub cache (${err.code})`;
   } else if (err instanceof TypeError && /access token must start with/.test(err.message)) {
     message = 'the token is not a Hugging Face access token (those start with hf_)';
   } else {
     message = `cannot reach ${ctx.endpoint} for ${ctx.repo}: ${describeNetworkError(err)}`;
   }
   return new TritpackError(redact(message, ctx.token), { cause: err });
+}
+
+function isFileSystemError(err: unknown): err is NodeJS.ErrnoException & { path: string; syscall: string } {
+  const e = err as NodeJS.ErrnoException;
+  return err instanceof Error && typeof e.code === 'string' && typeof e.syscall === 'string' && typeof e.path === 'string';
 }
 
 /** The hub's own explanation, without the URL trailer the client appends. */

@@ -31,7 +31,7 @@ describe('hub cache interop with @huggingface/hub (Python layout)', function () 
     console.debug = () => {}; // the library announces every file
     let theirs: string;
     try { theirs = await snapshotDownload({ repo: 'alice/tinystories', hubUrl: fx.hub.url, cacheDir: fx.cache }); } finally { console.debug = debug; }
-    fx.hub.clearRequests();
+    await fx.hub.clearRequests();
     const offline = await pullModel({ repo: 'alice/tinystories', cacheDir: fx.cache, offline: true });
     assert.equal(realpathSync(offline.snapshotPath), realpathSync(theirs));
     const online = await pullModel({ repo: 'alice/tinystories', endpoint: fx.hub.url, cacheDir: fx.cache });

@@ -68,7 +68,7 @@ describe('hub push (against the local hub server)', function () {
     assert.equal(readFileSync(path.join(pulled.snapshotPath, 'README.md'), 'utf8'), result.card);
 
     // Pushing again to an existing repo with --create is fine; the same bytes are not uploaded twice.
-    fx.hub.clearRequests();
+    await fx.hub.clearRequests();
     const again = await push({ create: true, message: 'again' });
     assert.equal(again.created, false);
     assert.equal(fx.hub.requests.filter((r) => r.method === 'PUT').length, 0);

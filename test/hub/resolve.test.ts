@@ -35,7 +35,7 @@ describe('hub resolveModelPath (repo ids wherever a model path is taken)', funct
 
   it('completes a partial snapshot (config only) and checks every shard of an index', async () => {
     await pullModel({ repo: 'alice/llama-sharded', endpoint: fx.hub.url, cacheDir: fx.cache, include: ['config.json', 'model.safetensors.index.json', 'model-00001-of-00003.safetensors'] });
-    fx.hub.clearRequests();
+    await fx.hub.clearRequests();
     const dir = await resolveModelPath('alice/llama-sharded', { endpoint: fx.hub.url, cacheDir: fx.cache });
     assert.ok(fx.hub.bytesServed('model-00002') > 0 && fx.hub.bytesServed('model-00001') === 0, 'fetched the missing shards only');
     assert.equal(path.basename(dir), fx.hub.commitOf('alice/llama-sharded'));

@@ -84,6 +84,9 @@ export class HubServer {
   private readonly uploadTickets = new Map<string, { oid: string; size: number }>();
   private server: http.Server;
   private baseUrl = '';
+  /** Requests whose response has not closed yet, and who waits for there to be none. */
+  private inFlight = 0;
+  private idleWaiters: (() => void)[] = [];
 
   private constructor(options: HubServerOptions) {
     this.root = path.resolve(options.root);
@@ -117,7 +120,16 @@ export class HubServer {
 
   injectFault(rule: FaultRule): void { this.faults.push({ ...rule, left: rule.times ?? Infinity }); }
   clearFaults(): void { this.faults.length = 0; }
-  clearRequests(): void { this.requests.length = 0; }
+
+  /**
+   * Forgets the requests recorded so far, once every request in flight has closed: the server side of
+   * a dropped download closes after the client has already given up on it, and would otherwise be
+   * recorded after the clear and counted against what comes next.
+   */
+  async clearRequests(): Promise<void> {
+    while (this.inFlight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    this.requests.length = 0;
+  }
 
   /** Body bytes sent for file downloads (`resolve`), optionally only for paths matching `filter`. */
   bytesServed(filter?: string | RegExp): number {
@@ -152,11 +164,13 @@ export class HubServer {
     const url = new URL(req.url ?? '/', this.baseUrl);
     const record: RequestRecord = { method: req.method ?? 'GET', path: safeDecode(url.pathname), status: 0, bodyBytes: 0, authenticated: false };
     if (req.headers.range) record.range = req.headers.range;
+    this.inFlight++;
     res.on('close', () => {
       record.status = res.statusCode;
       if (this.requests.length >= MAX_RECORDS) this.requests.shift();
       this.requests.push(record);
       this.log(`${record.method} ${url.pathname}${url.search} → ${record.status} (${record.bodyBytes} B)`);
+      if (--this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
     });
     try {
       const faults = this.takeFaults(record.method, record.path);
