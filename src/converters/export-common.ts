@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } fr
 import path from 'node:path';
 import { FormatError, TritpackError } from '../errors.js';
 import { toFloat32, isFloatDType } from '../formats/dtype.js';
+import { writeShardedSafetensors, type SafetensorsEntry } from '../formats/safetensors.js';
 import { unpackTernary } from '../formats/ternary.js';
 import { TpkFile, isTernaryEncoding, elementCount, tpkScaleIndex, type TpkHeader, type TpkScale, type TpkTensorEntry } from '../formats/tpk.js';
 
@@ -119,7 +120,7 @@ export function dequantizeTernary(t: TernaryTensor): Float32Array {
  * Builds an output directory next to its final place and renames it in when `fill` succeeds, so
  * a failed export never leaves a half-written directory. An existing target needs `force`.
  */
-export function writeDirectoryAtomically(target: string, force: boolean, fill: (dir: string) => void): void {
+function writeDirectoryAtomically(target: string, force: boolean, fill: (dir: string) => void): void {
   const resolved = path.resolve(target);
   const parent = path.dirname(resolved);
   if (!existsSync(parent)) throw new TritpackError(`${target}: parent directory ${parent} does not exist`);
@@ -139,8 +140,24 @@ export function writeDirectoryAtomically(target: string, force: boolean, fill: (
   }
 }
 
+/**
+ * A Hugging Face checkpoint directory, all or nothing: the weights (sharded like save_pretrained),
+ * config.json, and the tokenizer / generation files carried in the .tpk. Returns the file names.
+ */
+export function writeHfCheckpoint(
+  output: string, force: boolean, entries: SafetensorsEntry[], config: Record<string, unknown>, sideFiles: Record<string, string>,
+): string[] {
+  let files: string[] = [];
+  writeDirectoryAtomically(output, force, (dir) => {
+    const weights = writeShardedSafetensors(dir, entries, MAX_SHARD_BYTES, { format: 'pt' });
+    writeFileSync(path.join(dir, 'config.json'), jsonText(config));
+    files = [...weights.map((f) => path.basename(f)), 'config.json', ...writeSideFiles(dir, sideFiles)];
+  });
+  return files;
+}
+
 /** Tokenizer and generation files carried verbatim from the .tpk header (config.json is written by the caller). */
-export function writeSideFiles(dir: string, files: Record<string, string>): string[] {
+function writeSideFiles(dir: string, files: Record<string, string>): string[] {
   const written: string[] = [];
   for (const [name, text] of Object.entries(files)) {
     if (name === 'config.json' || name.includes('/') || name.includes('\\')) continue;
@@ -151,8 +168,8 @@ export function writeSideFiles(dir: string, files: Record<string, string>): stri
 }
 
 /** save_pretrained's default max_shard_size ("5GB"). */
-export const MAX_SHARD_BYTES = 5_000_000_000;
+const MAX_SHARD_BYTES = 5_000_000_000;
 
-export function jsonText(value: unknown): string {
+function jsonText(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }

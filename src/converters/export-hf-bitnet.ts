@@ -13,12 +13,10 @@
  * not fit (per-channel or group scales, odd row count) is stored dequantized instead and listed
  * in quantization_config.modules_to_not_convert, so transformers keeps it an ordinary Linear.
  */
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { TritpackError } from '../errors.js';
 import { fromFloat32, isFloatDType, type DType, type FloatDType } from '../formats/dtype.js';
-import { writeShardedSafetensors, type SafetensorsEntry } from '../formats/safetensors.js';
-import { MAX_SHARD_BYTES, TpkModel, dequantizeTernary, jsonText, writeDirectoryAtomically, writeSideFiles } from './export-common.js';
+import type { SafetensorsEntry } from '../formats/safetensors.js';
+import { TpkModel, dequantizeTernary, writeHfCheckpoint } from './export-common.js';
 
 export type LinearClass = 'autobitlinear' | 'bitlinear';
 
@@ -131,12 +129,7 @@ export function exportHfBitnet(options: HfBitnetExportOptions): HfBitnetExportSu
       warnings.push('transformers\' BitNet layers quantize activations to int8 per token; this model was not trained that way, so its outputs under transformers will differ from tritpack\'s float-activation runtime');
     }
 
-    let files: string[] = [];
-    writeDirectoryAtomically(options.output, options.force ?? false, (dir) => {
-      const weights = writeShardedSafetensors(dir, entries, MAX_SHARD_BYTES, { format: 'pt' });
-      writeFileSync(path.join(dir, 'config.json'), jsonText(config));
-      files = [...weights.map((f) => path.basename(f)), 'config.json', ...writeSideFiles(dir, model.header.files)];
-    });
+    const files = writeHfCheckpoint(options.output, options.force ?? false, entries, config, model.header.files);
     return {
       input: options.input, output: options.output, linearClass,
       weightScale: `${scaleDType} ${linearClass === 'autobitlinear' ? 'gamma (multiplied)' : '1/gamma (divided)'}`,

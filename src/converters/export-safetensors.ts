@@ -4,11 +4,9 @@
  * tools that understand nothing else. The weights are exactly the ternary model's; what is lost
  * is BitNet's int8 activation quantization, which a plain checkpoint cannot request.
  */
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { fromFloat32, isFloatDType, type DType, type FloatDType } from '../formats/dtype.js';
-import { writeShardedSafetensors, type SafetensorsEntry } from '../formats/safetensors.js';
-import { MAX_SHARD_BYTES, TpkModel, jsonText, writeDirectoryAtomically, writeSideFiles } from './export-common.js';
+import type { SafetensorsEntry } from '../formats/safetensors.js';
+import { TpkModel, writeHfCheckpoint } from './export-common.js';
 
 export interface SafetensorsExportOptions {
   input: string;
@@ -47,12 +45,7 @@ export function exportSafetensors(options: SafetensorsExportOptions): Safetensor
     if ('dtype' in config) config['dtype'] = TORCH_NAMES[dtype];
     else config['torch_dtype'] = TORCH_NAMES[dtype];
 
-    let files: string[] = [];
-    writeDirectoryAtomically(options.output, options.force ?? false, (dir) => {
-      const weights = writeShardedSafetensors(dir, entries, MAX_SHARD_BYTES, { format: 'pt' });
-      writeFileSync(path.join(dir, 'config.json'), jsonText(config));
-      files = [...weights.map((f) => path.basename(f)), 'config.json', ...writeSideFiles(dir, model.header.files)];
-    });
+    const files = writeHfCheckpoint(options.output, options.force ?? false, entries, config, model.header.files);
     return { input: options.input, output: options.output, dtype, tensors: entries.length, dequantized, files, warnings };
   } finally {
     model.close();

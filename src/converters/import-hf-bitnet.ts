@@ -13,9 +13,7 @@ import { dtypeByteSize, fromFloat32, isFloatDType, type FloatDType } from '../fo
 import { SafetensorsCheckpoint } from '../formats/safetensors.js';
 import { dequantizeTernary } from './export-common.js';
 import { unpackHfBitnet, type LinearClass } from './export-hf-bitnet.js';
-import {
-  checkpointProvenance, parseCheckpointConfig, readCheckpointConfig, readSafetensorsMetadata, readSideFiles,
-} from './import-safetensors.js';
+import { checkpointDirectory, parseCheckpointConfig, readCheckpointConfig } from './import-safetensors.js';
 import type { SourceTensor, SourceTernary, TensorSource } from './import-source.js';
 
 function quantization(config: Record<string, unknown>): Record<string, unknown> | undefined {
@@ -56,14 +54,7 @@ export function openHfBitnetSource(dir: string): TensorSource {
 
     return {
       kind: 'hf-bitnet-packed',
-      path: dir,
-      root: dir,
-      files: [...ckpt.files],
-      provenance: checkpointProvenance(dir, ckpt.files),
-      config: config.parsed,
-      sideFiles: readSideFiles(dir, config),
-      metadata: readSafetensorsMetadata(ckpt.files),
-      warnings: [],
+      ...checkpointDirectory(dir, config, ckpt.files),
       tensors,
       get: (name) => byName.get(name),
       readBytes: (name) => {

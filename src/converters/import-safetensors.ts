@@ -39,7 +39,7 @@ export function parseCheckpointConfig(file: string, text: string): CheckpointCon
 }
 
 /** config.json (already read) and whichever other side files the directory has, verbatim. */
-export function readSideFiles(dir: string, config: CheckpointConfig): Record<string, string> {
+function readSideFiles(dir: string, config: CheckpointConfig): Record<string, string> {
   const files: Record<string, string> = { 'config.json': config.text };
   for (const name of SIDE_FILES) {
     const file = path.join(dir, name);
@@ -49,7 +49,7 @@ export function readSideFiles(dir: string, config: CheckpointConfig): Record<str
 }
 
 /** The `__metadata__` of all weight files merged (tinystories-656K names its tied embedding there). */
-export function readSafetensorsMetadata(files: string[]): Record<string, string> {
+function readSafetensorsMetadata(files: string[]): Record<string, string> {
   const merged: Record<string, string> = {};
   for (const file of files) {
     const f = SafetensorsFile.open(file);
@@ -67,10 +67,24 @@ export function readSafetensorsMetadata(files: string[]): Record<string, string>
  * shard index when the weights really come from shards (a model.safetensors beside it wins),
  * and the weight files.
  */
-export function checkpointProvenance(dir: string, weightFiles: string[]): string[] {
+function checkpointProvenance(dir: string, weightFiles: string[]): string[] {
   const sharded = !weightFiles.some((f) => path.basename(f) === 'model.safetensors');
   const names = [...SIDE_FILES, ...(sharded ? ['model.safetensors.index.json'] : [])];
   return [...names.map((name) => path.join(dir, name)).filter((file) => existsSync(file)), ...weightFiles];
+}
+
+/** Everything a tensor source read from a checkpoint directory says besides its tensors. */
+export function checkpointDirectory(dir: string, config: CheckpointConfig, weightFiles: string[]): Omit<TensorSource, 'kind' | 'tensors' | 'get' | 'readBytes' | 'readFloat32' | 'readTernary' | 'close'> {
+  return {
+    path: dir,
+    root: dir,
+    files: [...weightFiles],
+    provenance: checkpointProvenance(dir, weightFiles),
+    config: config.parsed,
+    sideFiles: readSideFiles(dir, config),
+    metadata: readSafetensorsMetadata(weightFiles),
+    warnings: [],
+  };
 }
 
 /** A float checkpoint directory as a tensor source (no tensor is ternary: convert ternarizes them). */
@@ -81,14 +95,7 @@ export function openSafetensorsSource(dir: string): TensorSource {
     rejectPackedBitNet(dir, checkpoint);
     return {
       kind: 'safetensors',
-      path: dir,
-      root: dir,
-      files: [...checkpoint.files],
-      provenance: checkpointProvenance(dir, checkpoint.files),
-      config: config.parsed,
-      sideFiles: readSideFiles(dir, config),
-      metadata: readSafetensorsMetadata(checkpoint.files),
-      warnings: [],
+      ...checkpointDirectory(dir, config, checkpoint.files),
       tensors: checkpoint.tensors,
       get: (name) => checkpoint.get(name),
       readBytes: (name) => checkpoint.readBytes(name),
