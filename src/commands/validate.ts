@@ -5,7 +5,8 @@ import { offlineFlag, resolveModelInput } from '../cli/model-input.js';
 import { renderValidationSummary } from '../cli/validation-summary.js';
 import { windowProgress } from '../cli/window-progress.js';
 import { runValidation } from '../validate/run.js';
-import { checkThresholds, DEFAULT_THRESHOLDS, type ValidationReport } from '../validate/validate.js';
+import { checkThresholds, DEFAULT_THRESHOLDS } from '../validate/thresholds.js';
+import type { ValidationReport } from '../validate/validate.js';
 
 export default class Validate extends TritpackCommand {
   static override summary = 'Compare a packed model with its original on the same text: perplexity, KL, top-1 agreement, continuations; PASS/FAIL.';

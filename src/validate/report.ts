@@ -6,7 +6,8 @@
  */
 import path from 'node:path';
 import { formatCount, formatSignificant } from '../cli/units.js';
-import type { Continuation, ValidationReport } from './validate.js';
+import type { Continuation } from './continuations.js';
+import type { ValidationReport } from './validate.js';
 
 export function renderReportMarkdown(r: ValidationReport): string {
   const m = r.metrics;

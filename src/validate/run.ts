@@ -11,7 +11,9 @@ import { loadModel, type LoadedModel } from '../runtime-min/index.js';
 import type { ProgressCallback } from './evaluate.js';
 import { renderReportMarkdown } from './report.js';
 import { isFile } from './tensors.js';
-import { checkThresholds, DEFAULT_THRESHOLDS, readPromptsFile, validateModels, type Thresholds, type ValidationReport } from './validate.js';
+import { readPromptsFile } from './continuations.js';
+import { checkThresholds, DEFAULT_THRESHOLDS, type Thresholds } from './thresholds.js';
+import { validateModels, type ValidationReport } from './validate.js';
 import type { EvalInputOptions } from './windows.js';
 
 export interface RunValidationOptions extends EvalInputOptions {

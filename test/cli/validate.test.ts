@@ -4,7 +4,7 @@ import path from 'node:path';
 import { TpkFile } from '../../src/formats/tpk.js';
 import { runCli } from '../support/cli.js';
 import { fixtureDir, makeTempDir, textFixture } from '../support/fixtures.js';
-import { assertUsageError, assertUsageErrorBothWays, packFixture } from '../support/validate-cli.js';
+import { assertUsageErrorBothWays, packFixture } from '../support/validate-cli.js';
 
 describe('cli: validate', () => {
   let temp: ReturnType<typeof makeTempDir>;
