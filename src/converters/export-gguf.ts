@@ -18,7 +18,7 @@ import {
   type GgufPlannedTensor, type GgufValue,
 } from '../formats/gguf.js';
 import { encodeTQ, type TQType } from '../formats/ternary.js';
-import { elementCount, tpkScaleIndex } from '../formats/tpk.js';
+import { elementCount, tpkScaleIndex, type TpkScale } from '../formats/tpk.js';
 import { TpkModel, dequantizeTernary, type TernaryTensor } from './export-common.js';
 import { ggufTokenizer } from './export-gguf-tokenizer.js';
 
@@ -47,55 +47,60 @@ export interface GgufExportSummary {
 // ---------------------------------------------------------------------------------------------
 // Names and hyperparameters
 
-const LAYER_MAP: [RegExp, string][] = [
-  [/^input_layernorm\.weight$/, 'attn_norm.weight'],
-  [/^self_attn\.q_proj\.(weight|bias)$/, 'attn_q.$1'],
-  [/^self_attn\.k_proj\.(weight|bias)$/, 'attn_k.$1'],
-  [/^self_attn\.v_proj\.(weight|bias)$/, 'attn_v.$1'],
-  [/^self_attn\.o_proj\.(weight|bias)$/, 'attn_output.$1'],
-  [/^post_attention_layernorm\.weight$/, 'ffn_norm.weight'],
-  [/^mlp\.gate_proj\.weight$/, 'ffn_gate.weight'],
-  [/^mlp\.up_proj\.weight$/, 'ffn_up.weight'],
-  [/^mlp\.down_proj\.weight$/, 'ffn_down.weight'],
-  // BitNet sub-norms: 2B4T names, then 1bitLLM names (tensor_mapping.py)
-  [/^self_attn\.(?:attn_sub_norm|inner_attn_ln)\.weight$/, 'attn_sub_norm.weight'],
-  [/^mlp\.(?:ffn_sub_norm|ffn_layernorm)\.weight$/, 'ffn_sub_norm.weight'],
+/**
+ * Per-layer modules: HF path ↔ llama.cpp name, and whether a bias may come with the weight.
+ * BitNet sub-norms appear under 2B4T's names, then 1bitLLM's (tensor_mapping.py); importing
+ * gives the first, 2B4T's.
+ */
+const LAYER_MODULES: { hf: string; gguf: string; bias?: true }[] = [
+  { hf: 'input_layernorm', gguf: 'attn_norm' },
+  { hf: 'self_attn.q_proj', gguf: 'attn_q', bias: true },
+  { hf: 'self_attn.k_proj', gguf: 'attn_k', bias: true },
+  { hf: 'self_attn.v_proj', gguf: 'attn_v', bias: true },
+  { hf: 'self_attn.o_proj', gguf: 'attn_output', bias: true },
+  { hf: 'post_attention_layernorm', gguf: 'ffn_norm' },
+  { hf: 'mlp.gate_proj', gguf: 'ffn_gate' },
+  { hf: 'mlp.up_proj', gguf: 'ffn_up' },
+  { hf: 'mlp.down_proj', gguf: 'ffn_down' },
+  { hf: 'self_attn.attn_sub_norm', gguf: 'attn_sub_norm' },
+  { hf: 'mlp.ffn_sub_norm', gguf: 'ffn_sub_norm' },
+  { hf: 'self_attn.inner_attn_ln', gguf: 'attn_sub_norm' },
+  { hf: 'mlp.ffn_layernorm', gguf: 'ffn_sub_norm' },
 ];
 
-const GLOBAL_MAP: Record<string, string> = {
-  'model.embed_tokens.weight': 'token_embd.weight',
-  'model.norm.weight': 'output_norm.weight',
-  'lm_head.weight': 'output.weight',
-};
+const GLOBAL_NAMES: [hf: string, gguf: string][] = [
+  ['model.embed_tokens.weight', 'token_embd.weight'],
+  ['model.norm.weight', 'output_norm.weight'],
+  ['lm_head.weight', 'output.weight'],
+];
+
+const LAYER_PREFIX = { hf: 'model.layers.', gguf: 'blk.' } as const;
+
+/** A per-layer tensor name from one naming to the other; undefined when no module matches. */
+function mapLayerName(name: string, from: 'hf' | 'gguf', to: 'hf' | 'gguf'): string | undefined {
+  if (!name.startsWith(LAYER_PREFIX[from])) return undefined;
+  const m = /^(\d+)\.(.+)\.(weight|bias)$/.exec(name.slice(LAYER_PREFIX[from].length));
+  const entry = m === null ? undefined : LAYER_MODULES.find((e) => e[from] === m[2] && (m[3] === 'weight' || e.bias));
+  return entry === undefined ? undefined : `${LAYER_PREFIX[to]}${m![1]}.${entry[to]}.${m![3]}`;
+}
 
 /** HF tensor name → GGUF name, or null for tensors llama.cpp does not load (rotary inv_freq). */
 export function hfToGgufName(name: string): string | null {
-  if (GLOBAL_MAP[name] !== undefined) return GLOBAL_MAP[name]!;
-  const m = /^model\.layers\.(\d+)\.(.+)$/.exec(name);
-  if (m !== null) {
-    if (m[2] === 'self_attn.rotary_emb.inv_freq') return null;
-    for (const [re, to] of LAYER_MAP) if (re.test(m[2]!)) return `blk.${m[1]}.${m[2]!.replace(re, to)}`;
-  }
-  throw new TritpackError(`GGUF export: no llama.cpp tensor name for ${name}`);
+  const global = GLOBAL_NAMES.find(([hf]) => hf === name);
+  if (global !== undefined) return global[1];
+  if (/^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/.test(name)) return null;
+  const mapped = mapLayerName(name, 'hf', 'gguf');
+  if (mapped === undefined) throw new TritpackError(`GGUF export: no llama.cpp tensor name for ${name}`);
+  return mapped;
 }
 
 /** GGUF tensor name → HF name (the inverse of hfToGgufName, 2B4T sub-norm names for BitNet). */
 export function ggufToHfName(name: string): string {
-  for (const [hf, g] of Object.entries(GLOBAL_MAP)) if (g === name) return hf;
-  const m = /^blk\.(\d+)\.(.+)$/.exec(name);
-  const layer: Record<string, string> = {
-    'attn_norm.weight': 'input_layernorm.weight', 'attn_q': 'self_attn.q_proj', 'attn_k': 'self_attn.k_proj',
-    'attn_v': 'self_attn.v_proj', 'attn_output': 'self_attn.o_proj', 'ffn_norm.weight': 'post_attention_layernorm.weight',
-    'ffn_gate': 'mlp.gate_proj', 'ffn_up': 'mlp.up_proj', 'ffn_down': 'mlp.down_proj',
-    'attn_sub_norm.weight': 'self_attn.attn_sub_norm.weight', 'ffn_sub_norm.weight': 'mlp.ffn_sub_norm.weight',
-  };
-  if (m !== null) {
-    const rest = m[2]!;
-    if (layer[rest] !== undefined) return `model.layers.${m[1]}.${layer[rest]}`;
-    const p = /^(.+)\.(weight|bias)$/.exec(rest);
-    if (p !== null && layer[p[1]!] !== undefined) return `model.layers.${m[1]}.${layer[p[1]!]}.${p[2]}`;
-  }
-  throw new TritpackError(`GGUF import: no Hugging Face name for tensor ${name}`);
+  const global = GLOBAL_NAMES.find(([, g]) => g === name);
+  if (global !== undefined) return global[0];
+  const mapped = mapLayerName(name, 'gguf', 'hf');
+  if (mapped === undefined) throw new TritpackError(`GGUF import: no Hugging Face name for tensor ${name}`);
+  return mapped;
 }
 
 export function ggufArchOf(config: Record<string, unknown>): GgufArch {
@@ -188,10 +193,16 @@ interface PlannedGguf extends GgufPlannedTensor {
   fallback?: string;
 }
 
-/** Per-256-block d values for a ternary tensor, or a reason why its scales do not fit TQ blocks. */
-function tqBlockScales(t: Pick<TernaryTensor, 'scale' | 'scales' | 'rows' | 'cols'>): Float32Array | string {
-  if (t.cols % 256 !== 0) return `row length ${t.cols} is not a multiple of 256`;
-  if (t.scale.granularity === 'group' && t.scale.groupSize! % 256 !== 0) return `scale groups of ${t.scale.groupSize} do not cover whole 256-blocks`;
+/** Why a ternary tensor cannot be TQ blocks with one d per block, or undefined when it can. */
+function tqMisfit(shape: number[], scale: TpkScale): string | undefined {
+  if (shape.length !== 2) return 'not a matrix';
+  if (shape[1]! % 256 !== 0) return `row length ${shape[1]} is not a multiple of 256`;
+  if (scale.granularity === 'group' && scale.groupSize! % 256 !== 0) return `scale groups of ${scale.groupSize} do not cover whole 256-blocks`;
+  return undefined;
+}
+
+/** The d of each 256-block of a ternary tensor that tqMisfit accepts. */
+function tqBlockScales(t: TernaryTensor): Float32Array {
   const perRow = t.cols / 256;
   const out = new Float32Array(t.rows * perRow);
   for (let r = 0; r < t.rows; r++) for (let b = 0; b < perRow; b++) out[r * perRow + b] = t.scales[tpkScaleIndex(t.scale, t.cols, r, b * 256)]!;
@@ -216,10 +227,8 @@ function planTensors(model: TpkModel, arch: GgufArch, hyper: ModelHyper, type: T
       : arch === 'llama' && /\.attn_k\./.test(ggufName) ? hyper.nHeadKv : undefined;
     const withPermute = permuteHeads !== undefined ? { permuteHeads } : {};
     if (model.isTernary(name)) {
-      const rows = entry.shape[0]!;
-      const fit = entry.shape.length !== 2 ? 'not a matrix' : tqBlockScales({ scale: entry.scale!, scales: new Float32Array(entry.scale!.count), rows, cols: elementCount(entry.shape) / rows });
-      if (typeof fit === 'string') planned.push({ ...base, ...withPermute, type: GgmlType.F16, ternary: true, fallback: fit });
-      else planned.push({ ...base, ...withPermute, type: tq, ternary: true });
+      const fallback = tqMisfit(entry.shape, entry.scale!);
+      planned.push({ ...base, ...withPermute, type: fallback === undefined ? tq : GgmlType.F16, ternary: true, ...(fallback !== undefined ? { fallback } : {}) });
     } else {
       const isMatrix = entry.shape.length >= 2 && !/_norm\.weight$/.test(ggufName);
       planned.push({ ...base, ...withPermute, type: isMatrix ? GgmlType.F16 : GgmlType.F32, ternary: false });
@@ -229,11 +238,23 @@ function planTensors(model: TpkModel, arch: GgufArch, hyper: ModelHyper, type: T
 }
 
 function metadata(model: TpkModel, arch: GgufArch, hyper: ModelHyper, type: TQType, anyTq: boolean): { kv: [string, GgufValue][]; tokenizer: { model: string; pre: string }; warnings: string[] } {
+  if (arch === 'llama' && hyper.headDim !== hyper.nEmbd / hyper.nHead && !hyper.explicitHeadDim) {
+    throw new TritpackError(`GGUF export: head_dim ${hyper.headDim} ≠ hidden_size/heads; llama.cpp would reject n_rot`);
+  }
   const kv: [string, GgufValue][] = [['general.architecture', gguf.str(arch)], ['general.type', gguf.str('model')]];
   const name = model.header.source.repo ?? path.basename(model.path).replace(/\.tpk$/, '');
   if (name.length > 0) kv.push(['general.name', gguf.str(name)]);
   kv.push(['general.file_type', gguf.u32(anyTq ? (type === 'tq1_0' ? LlamaFileType.MOSTLY_TQ1_0 : LlamaFileType.MOSTLY_TQ2_0) : LlamaFileType.MOSTLY_F16)]);
   if (anyTq) kv.push(['general.quantization_version', gguf.u32(GGML_QUANTIZATION_VERSION)]);
+  kv.push(...hyperParamKv(arch, hyper));
+  const tok = ggufTokenizer(model.header.files, model.config, hyper.vocab);
+  kv.push(...tok.kv);
+  return { kv, tokenizer: { model: tok.model, pre: tok.pre }, warnings: [...activationWarnings(arch, model.config['hidden_act']), ...tok.warnings] };
+}
+
+/** The `<arch>.*` keys with the types llama.cpp's loader checks (§2.6). */
+function hyperParamKv(arch: GgufArch, hyper: ModelHyper): [string, GgufValue][] {
+  const kv: [string, GgufValue][] = [];
   const a = (k: string, v: GgufValue): void => { kv.push([`${arch}.${k}`, v]); };
   a('vocab_size', gguf.u32(hyper.vocab));
   a('context_length', gguf.u32(hyper.nCtx));
@@ -257,19 +278,15 @@ function metadata(model: TpkModel, arch: GgufArch, hyper: ModelHyper, type: TQTy
     a('rope.scaling.type', gguf.str('linear'));
     a('rope.scaling.factor', gguf.f32(1.0));
   }
-  const warnings: string[] = [];
-  if (arch === 'llama' && hyper.headDim !== hyper.nEmbd / hyper.nHead && !hyper.explicitHeadDim) {
-    throw new TritpackError(`GGUF export: head_dim ${hyper.headDim} ≠ hidden_size/heads; llama.cpp would reject n_rot`);
-  }
-  const act = model.config['hidden_act'];
-  if (arch === 'bitnet' && act !== undefined && act !== 'silu') {
-    warnings.push(`hidden_act is ${String(act)}: upstream llama.cpp's bitnet graph applies SiLU in the FFN, so its outputs will differ from this model's`);
-  }
-  if (arch === 'llama' && act !== undefined && act !== 'silu') warnings.push(`hidden_act is ${String(act)}, but llama.cpp's llama graph uses SiLU`);
-  const tok = ggufTokenizer(model.header.files, model.config, hyper.vocab);
-  kv.push(...tok.kv);
-  warnings.push(...tok.warnings);
-  return { kv, tokenizer: { model: tok.model, pre: tok.pre }, warnings };
+  return kv;
+}
+
+/** llama.cpp's llama and bitnet graphs both use SiLU in the FFN; say so when the model does not. */
+function activationWarnings(arch: GgufArch, act: unknown): string[] {
+  if (act === undefined || act === 'silu') return [];
+  return [arch === 'bitnet'
+    ? `hidden_act is ${String(act)}: upstream llama.cpp's bitnet graph applies SiLU in the FFN, so its outputs will differ from this model's`
+    : `hidden_act is ${String(act)}, but llama.cpp's llama graph uses SiLU`];
 }
 
 function tensorBytes(model: TpkModel, p: PlannedGguf, type: TQType): Uint8Array {
@@ -278,7 +295,7 @@ function tensorBytes(model: TpkModel, p: PlannedGguf, type: TQType): Uint8Array 
     let t = model.ternary(p.source);
     if (p.permuteHeads !== undefined) t = permuteTernary(t, p.permuteHeads, true);
     if (p.type === GgmlType.F16) return fromFloat32(dequantizeTernary(t), 'F16');
-    const d = tqBlockScales(t) as Float32Array;
+    const d = tqBlockScales(t);
     // d is stored as fp16: a scale outside its range would silently become 0 or Inf
     const bad = d.find((x) => x !== 0 && (Math.abs(x) > 65504 || Math.abs(x) < 2 ** -24));
     if (bad !== undefined) throw new TritpackError(`GGUF export: ${p.source} has scale ${bad}, outside the fp16 range of a TQ block's d`);

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { gguf as parseIndependently } from '@huggingface/gguf';
 import { convertCheckpoint } from '../../src/converters/convert.js';
-import { exportGguf, permuteQKRows } from '../../src/converters/export-gguf.js';
+import { exportGguf, ggufToHfName, hfToGgufName, permuteQKRows } from '../../src/converters/export-gguf.js';
 import { TpkModel } from '../../src/converters/export-common.js';
 import { ggufTokenizer } from '../../src/converters/export-gguf-tokenizer.js';
 import { GgufFile, GgufValueType } from '../../src/formats/gguf.js';
@@ -253,6 +253,33 @@ describe('interop/export-gguf', function () {
     assert.deepEqual(ggufTernary(file, 'blk.0.attn_q.weight', 'tq2_0', q.rows).codes, q.codes, 'bitnet: Q rows are not permuted');
     file.close();
     model.close();
+  });
+
+  it('tensor names follow llama.cpp\'s tensor_mapping.py both ways; what it has no name for is refused', () => {
+    // pairs written from llama.cpp's gguf-py/gguf/tensor_mapping.py (MODEL_TENSOR → HF names)
+    const pairs: [string, string][] = [
+      ['model.embed_tokens.weight', 'token_embd.weight'], ['model.norm.weight', 'output_norm.weight'], ['lm_head.weight', 'output.weight'],
+      ['model.layers.7.input_layernorm.weight', 'blk.7.attn_norm.weight'], ['model.layers.7.post_attention_layernorm.weight', 'blk.7.ffn_norm.weight'],
+      ['model.layers.7.self_attn.q_proj.weight', 'blk.7.attn_q.weight'], ['model.layers.7.self_attn.k_proj.bias', 'blk.7.attn_k.bias'],
+      ['model.layers.7.self_attn.v_proj.weight', 'blk.7.attn_v.weight'], ['model.layers.7.self_attn.o_proj.weight', 'blk.7.attn_output.weight'],
+      ['model.layers.10.mlp.gate_proj.weight', 'blk.10.ffn_gate.weight'], ['model.layers.10.mlp.up_proj.weight', 'blk.10.ffn_up.weight'],
+      ['model.layers.10.mlp.down_proj.weight', 'blk.10.ffn_down.weight'],
+      ['model.layers.0.self_attn.attn_sub_norm.weight', 'blk.0.attn_sub_norm.weight'], ['model.layers.0.mlp.ffn_sub_norm.weight', 'blk.0.ffn_sub_norm.weight'],
+    ];
+    for (const [hf, g] of pairs) {
+      assert.equal(hfToGgufName(hf), g, hf);
+      assert.equal(ggufToHfName(g), hf, g);
+    }
+    // 1bitLLM's sub-norm names export to the same GGUF names (and import as 2B4T's)
+    assert.equal(hfToGgufName('model.layers.2.self_attn.inner_attn_ln.weight'), 'blk.2.attn_sub_norm.weight');
+    assert.equal(hfToGgufName('model.layers.2.mlp.ffn_layernorm.weight'), 'blk.2.ffn_sub_norm.weight');
+    assert.equal(hfToGgufName('model.layers.2.self_attn.rotary_emb.inv_freq'), null);
+    for (const bad of ['model.layers.0.mlp.up_proj.bias', 'model.layers.0.input_layernorm.bias', 'model.layers.x.mlp.up_proj.weight', 'transformer.wte.weight']) {
+      assert.throws(() => hfToGgufName(bad), new RegExp(`no llama.cpp tensor name for ${bad.replace(/\./g, '\\.')}$`), bad);
+    }
+    for (const bad of ['blk.0.ffn_up.bias', 'blk.0.attn_norm.bias', 'blk.0.ssm_in.weight', 'rope_freqs.weight']) {
+      assert.throws(() => ggufToHfName(bad), /no Hugging Face name/, bad);
+    }
   });
 
   it('GPT-2 byte-level BPE tokenizers get model gpt2, merges and the pre-tokenizer name', () => {
