@@ -1,14 +1,14 @@
 import { Args, Flags } from '@oclif/core';
-import ora, { type Ora } from 'ora';
 import path from 'node:path';
 import { TritpackCommand } from '../cli/base-command.js';
+import { ConvertSpinner } from '../cli/convert-progress.js';
 import { floatDTypeFlag, forceFlag } from '../cli/flags.js';
 import { offlineFlag, resolveModelInput } from '../cli/model-input.js';
 import { renderPairs } from '../cli/table.js';
 import { formatBytes, formatCount } from '../cli/units.js';
 import { renderValidationSummary } from '../cli/validation-summary.js';
 import { windowProgress } from '../cli/window-progress.js';
-import { convertCheckpoint, type ConversionSummary, type ConvertEvent } from '../converters/convert.js';
+import { convertCheckpoint, type ConversionSummary } from '../converters/convert.js';
 import { parseScaleGranularity } from '../converters/ternarize.js';
 import { runValidation } from '../validate/run.js';
 import type { ValidationReport } from '../validate/validate.js';
@@ -48,9 +48,7 @@ usually ruined by plain absmean: the command says so, and \`tritpack validate\` 
 
   async run(): Promise<ConversionSummary | (ConversionSummary & { validation: ValidationReport })> {
     const { args, flags } = await this.parse(Convert);
-    // A spinner only on a real terminal: ora loops forever redrawing on a pty that reports 0 columns.
-    const interactive = !this.jsonEnabled() && process.stderr.isTTY && process.stderr.columns > 0;
-    const progress = new Progress(interactive ? ora({ stream: process.stderr }) : undefined);
+    const progress = new ConvertSpinner(this.jsonEnabled() ? undefined : process.stderr);
     const resolved = await resolveModelInput(args.dir, flags.offline);
     try {
       const summary = await convertCheckpoint({
@@ -89,42 +87,7 @@ usually ruined by plain absmean: the command says so, and \`tritpack validate\` 
   }
 }
 
-/** Spinner text per event; warnings are printed as they come (above the spinner). */
-class Progress {
-  constructor(private readonly spinner: Ora | undefined) {}
-
-  update(event: ConvertEvent, warn: (message: string) => void): void {
-    const s = this.spinner;
-    switch (event.type) {
-      case 'plan':
-        s?.start(`${event.plan.tensors.length} tensors, ${formatBytes(event.inputBytes)}`);
-        break;
-      case 'hash':
-        if (s) s.text = `hashing ${path.basename(event.file)} (${formatBytes(event.bytes)})`;
-        break;
-      case 'tensor':
-        if (s) {
-          const pct = event.bytesTotal === 0 ? 100 : Math.floor((100 * event.bytesDone) / event.bytesTotal);
-          s.text = `[${event.index + 1}/${event.count}] ${pct}% ${event.tensor.action === 'ternarize' ? 'ternarize' : 'keep'} ${event.tensor.name}`;
-        }
-        break;
-      case 'warning':
-        if (s?.isSpinning) s.clear();
-        warn(event.message);
-        break;
-    }
-  }
-
-  done(text: string): void {
-    this.spinner?.succeed(text);
-  }
-
-  fail(): void {
-    if (this.spinner?.isSpinning) this.spinner.stop();
-  }
-}
-
-export function renderSummary(s: ConversionSummary): string {
+function renderSummary(s: ConversionSummary): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
   return renderPairs([
     ['output', s.output],
