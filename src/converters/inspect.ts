@@ -8,14 +8,16 @@ import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } fro
 import path from 'node:path';
 import { FormatError, TritpackError } from '../errors.js';
 import { SafetensorsCheckpoint } from '../formats/safetensors.js';
-import { elementCount, isTernaryEncoding, TPK_MAGIC, TpkFile, type TpkHeader } from '../formats/tpk.js';
+import type { DType } from '../formats/dtype.js';
+import { elementCount, isTernaryEncoding, TPK_MAGIC, TpkFile, type TpkEncoding, type TpkHeader } from '../formats/tpk.js';
+import { parseCheckpointConfig } from './import-safetensors.js';
 
 export interface InspectTensor {
   name: string;
   shape: number[];
   /** t158 / t2 for ternary tensors, else the dtype. */
-  encoding: string;
-  sourceDType?: string;
+  encoding: TpkEncoding;
+  sourceDType?: DType;
   /** Data plus scales. */
   bytes: number;
   bitsPerWeight: number;
@@ -93,7 +95,7 @@ function inspectTpk(file: string, verify: boolean): InspectReport {
         formatVersion: h.formatVersion, producer: h.producer, createdAt: h.createdAt, source: h.source,
         conversion: h.conversion, files: Object.keys(h.files), validated: h.validation !== undefined && h.validation !== null,
       },
-      config: h.files['config.json'] === undefined ? undefined : summarizeConfig(parseConfig(h.files['config.json'], `${file} (config.json)`)),
+      config: h.files['config.json'] === undefined ? undefined : summarizeConfig(parseCheckpointConfig(`${file} (config.json)`, h.files['config.json']).parsed),
       tensors,
       totals: totals(tensors),
     };
@@ -117,23 +119,13 @@ function inspectSafetensors(target: string, kind: 'safetensors' | 'checkpoint', 
     return {
       kind, path: target,
       fileBytes: checkpoint.files.reduce((s, f) => s + statSync(f).size, 0),
-      config: existsSync(configPath) ? summarizeConfig(parseConfig(readFileSync(configPath, 'utf8'), configPath)) : undefined,
+      config: existsSync(configPath) ? summarizeConfig(parseCheckpointConfig(configPath, readFileSync(configPath, 'utf8')).parsed) : undefined,
       tensors,
       totals: totals(tensors),
     };
   } finally {
     checkpoint.close();
   }
-}
-
-function parseConfig(text: string, where: string): Record<string, unknown> {
-  try {
-    const parsed = JSON.parse(text) as unknown;
-    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Record<string, unknown>;
-  } catch {
-    // reported below
-  }
-  throw new FormatError(where, 'config.json is not a JSON object');
 }
 
 /** The handful of numbers that identify a decoder's shape (HF Llama/BitNet names, GPT-NeoX/Falcon fallbacks). */
@@ -166,5 +158,5 @@ function totals(tensors: InspectTensor[]): Totals & { ternary: Totals } {
     const bytes = ts.reduce((s, t) => s + t.bytes, 0);
     return { tensors: ts.length, parameters, bytes, bitsPerWeight: bitsPer(bytes, parameters) };
   };
-  return { ...sum(tensors), ternary: sum(tensors.filter((t) => isTernaryEncoding(t.encoding as never))) };
+  return { ...sum(tensors), ternary: sum(tensors.filter((t) => isTernaryEncoding(t.encoding))) };
 }
