@@ -35,7 +35,7 @@ by orders of magnitude, and the report says why.`;
   static override flags = {
     ...evalTextFlags,
     prompts: Flags.string({ description: 'file of continuation prompts, one per line [default: the opening words of the text\'s first 3 lines]' }),
-    'new-tokens': Flags.integer({ description: 'tokens generated per continuation', default: 32 }),
+    'new-tokens': Flags.integer({ description: 'tokens generated per continuation (0: no continuations)', default: 32 }),
     'max-ppl-ratio': Flags.string({ description: 'largest allowed perplexity(packed) / perplexity(original), ≥ 1', default: String(DEFAULT_THRESHOLDS.maxPplRatio) }),
     'min-top1': Flags.string({ description: 'smallest allowed top-1 agreement, 0..1', default: String(DEFAULT_THRESHOLDS.minTop1) }),
     'max-kl': Flags.string({ description: 'largest allowed mean KL(original‖packed) in nats/token, ≥ 0', default: String(DEFAULT_THRESHOLDS.maxKl) }),

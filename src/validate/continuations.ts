@@ -16,8 +16,9 @@ export interface Continuation {
   divergenceChar: { original: number; packed: number } | null;
 }
 
-/** Greedy continuations of each prompt by both models. */
+/** Greedy continuations of each prompt by both models; none at all when `newTokens` is 0. */
 export function compareContinuations(original: ValidateModel, packed: ValidateModel, prompts: string[], newTokens: number): Continuation[] {
+  if (newTokens === 0) return [];
   return prompts.map((prompt) => {
     const promptIds = original.tokenizer.encode(prompt);
     // @huggingface/tokenizers refuses to decode an empty list.

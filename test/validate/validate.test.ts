@@ -70,6 +70,10 @@ describe('validate/validate (bigram stand-in models)', () => {
       assert.match(md, /> \*\*Ternary-trained\?\*\* No\./);
       assert.ok(!md.includes(dir), 'the card shows base names, not local directories');
       assert.deepEqual(promptsFromText('\nOnce upon a time there was a cat.\n<|endoftext|>\nBen ran.\n'), ['Once upon a time there was', 'Ben ran.']);
+      // --new-tokens 0: no continuations at all (not a table of empty ones).
+      const none = validateModels({ original: bigramModel(logs(P)), packed: bigramModel(logs(Q)), text: { path: text }, ctx: 8, newTokens: 0 });
+      assert.deepEqual(none.continuations, []);
+      assert.doesNotMatch(renderReportMarkdown(none), /Greedy continuations/);
     } finally { cleanup(); }
   });
 
