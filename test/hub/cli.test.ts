@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { convertCheckpoint } from '../../src/converters/convert.js';
 import { fixtureDir, makeTempDir } from '../support/fixtures.js';
-import { runCliAsync } from '../support/hub-cli.js';
+import { runCliAsync } from '../support/cli.js';
 import { TOKEN, isolateHubEnv, startFixtureHub, type HubFixture } from '../support/hub-repos.js';
 
 // Runs the built CLI (npm run build first; npm test does it).
