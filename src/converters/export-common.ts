@@ -170,6 +170,7 @@ function writeSideFiles(dir: string, files: Record<string, string>): string[] {
 /** save_pretrained's default max_shard_size ("5GB"). */
 const MAX_SHARD_BYTES = 5_000_000_000;
 
-function jsonText(value: unknown): string {
+/** JSON as transformers' save_pretrained writes it: 2-space indent, final newline. */
+export function jsonText(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }

@@ -17,7 +17,7 @@ import { decodeTQ, type TQType } from '../formats/ternary.js';
 import type { TpkScale } from '../formats/tpk.js';
 import { ggufToHfName, permuteQKRows } from './export-gguf.js';
 import { rebuildTokenizerFiles } from './import-gguf-tokenizer.js';
-import { dequantizeTernary } from './export-common.js';
+import { dequantizeTernary, jsonText } from './export-common.js';
 import type { SourceTensor, SourceTernary, TensorSource } from './import-source.js';
 
 const FLOAT_TYPES: Partial<Record<GgmlType, DType>> = { [GgmlType.F32]: 'F32', [GgmlType.F16]: 'F16', [GgmlType.BF16]: 'BF16' };
@@ -225,6 +225,6 @@ function rebuildConfig(g: GgufFile, file: string, h: HyperParams, entries: Map<s
   if (h.arch === 'bitnet') warnings.push('GGUF does not record the FFN activation; assumed relu² (BitNet b1.58 2B4T); upstream llama.cpp runs bitnet files with SiLU');
   const tokenizer = rebuildTokenizerFiles(g, config);
   for (const key of ['bos_token_id', 'eos_token_id', 'pad_token_id'] as const) if (tokenizer.ids[key] !== undefined) config[key] = tokenizer.ids[key];
-  const sideFiles: Record<string, string> = { 'config.json': `${JSON.stringify(config, null, 2)}\n`, ...tokenizer.files };
+  const sideFiles: Record<string, string> = { 'config.json': jsonText(config), ...tokenizer.files };
   return { config, sideFiles, warnings: [...warnings, ...tokenizer.warnings] };
 }
