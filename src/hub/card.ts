@@ -149,11 +149,16 @@ export function renderValidation(validation: unknown): string[] {
 /** The licence the source declared: its model card's front matter, config or tokenizer config. */
 function findLicense(header: TpkHeader): string | undefined {
   const readme = header.files?.['README.md'] ?? sourceReadme(header.source.path);
-  const fromReadme = readme ? /^---\r?\n[\s\S]*?^license:\s*["']?([^"'\r\n]+?)["']?\s*$/m.exec(readme)?.[1] : undefined;
-  const candidates = [fromReadme, jsonField(header.files?.['config.json'], 'license'), jsonField(header.files?.['tokenizer_config.json'], 'license'),
+  const candidates = [readme && frontMatterLicense(readme), jsonField(header.files?.['config.json'], 'license'), jsonField(header.files?.['tokenizer_config.json'], 'license'),
     (header.source as Record<string, unknown>).license, header.conversion?.license];
   const found = candidates.find((c): c is string => typeof c === 'string' && c.trim() !== '');
   return found?.trim();
+}
+
+/** The `license:` of a card's YAML front matter: only there, since a card's body may quote licences freely. */
+function frontMatterLicense(card: string): string | undefined {
+  const front = /^---\r?\n([\s\S]*?)\r?\n---\r?(?:\n|$)/.exec(card)?.[1];
+  return front === undefined ? undefined : /^license:\s*["']?([^"'\r\n]+?)["']?\s*$/m.exec(front)?.[1];
 }
 
 /** The source checkpoint's own model card, when the .tpk was converted from a directory still on this machine. */

@@ -87,6 +87,10 @@ describe('hub push (against the local hub server)', function () {
     const result = await pushModel({ path: licensed, repo: 'alice/x', dryRun: true });
     assert.ok(result.card.startsWith('---\nlicense: apache-2.0\ntags:\n'), result.card.slice(0, 100));
     assert.match(result.card, /Source \| a local checkpoint/);
+    // Only the front matter declares a licence; a body that quotes one (after a --- rule) does not.
+    writeFileSync(path.join(card, 'README.md'), '---\nlanguage: en\n---\n# Notes\n\n---\nlicense: mit\n');
+    const unlicensed = await pushModel({ path: licensed, repo: 'alice/x', dryRun: true });
+    assert.ok(unlicensed.card.startsWith('---\ntags:\n'), unlicensed.card.slice(0, 100));
   });
 
   it('renders the embedded validation report: its own Markdown, or the verdict and thresholds of any report shape', async () => {
