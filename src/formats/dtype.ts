@@ -31,7 +31,7 @@ export function isFloatDType(dtype: DType): dtype is FloatDType {
  * paths below view the bytes directly only on a little-endian host (every platform Node ships
  * for); elsewhere they fall back to DataView reads and writes.
  */
-const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+export const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);

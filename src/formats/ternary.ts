@@ -6,7 +6,7 @@
  * Codes are Int8Array values t ∈ {−1, 0, +1}; every layout stores c = t + 1 ∈ {0, 1, 2}.
  */
 import { TritpackError } from '../errors.js';
-import { f16BitsToF32, f32ToF16Bits } from './dtype.js';
+import { LITTLE_ENDIAN_HOST, f16BitsToF32, f32ToF16Bits } from './dtype.js';
 
 export type TernaryPacking = 't158' | 't2';
 export type TQType = 'tq1_0' | 'tq2_0';
@@ -36,6 +36,17 @@ for (let b = 0; b < 256; b++) {
   for (let k = 0; k < 5; k++) BASE3_DECODE[b * 5 + k] = ((((b * POW3[k]!) & 0xff) * 3) >> 8) - 1;
 }
 
+/**
+ * The same decoding as little-endian 32-bit words, for writing four codes with one store:
+ * BASE3_WORD[b] holds codes c0..c3 of byte b (t as bytes, c0 lowest), BASE3_LAST[b] its c4.
+ */
+const BASE3_WORD = new Int32Array(256);
+const BASE3_LAST = new Int32Array(256);
+for (let b = 0; b < 256; b++) {
+  for (let k = 0; k < 4; k++) BASE3_WORD[b]! |= (BASE3_DECODE[b * 5 + k]! & 0xff) << (8 * k);
+  BASE3_LAST[b] = BASE3_DECODE[b * 5 + 4]! & 0xff;
+}
+
 // 2-bit bytes (t2): code i of the byte in bits 2i..2i+1, t = c − 1; c = 3 is invalid.
 /** stored byte → its 4 values t (row b at offset 4b); −2 marks the invalid code 3. */
 const T2_DECODE = new Int8Array(256 * 4);
@@ -48,6 +59,8 @@ for (let b = 0; b < 256; b++) {
     if (c === 3) T2_HAS_INVALID[b] = 1;
   }
 }
+/** T2_DECODE as little-endian 32-bit words: a byte's four codes in one store. */
+const T2_WORD = new Int32Array(T2_DECODE.buffer);
 
 function invalidCode(value: number, index: number): TritpackError {
   return new TritpackError(`ternary code ${value} at element ${index} is not -1, 0 or 1`);
@@ -141,13 +154,27 @@ export function unpackTernary(packing: TernaryPacking, packed: Uint8Array, count
     o = decodeSlots(table, per, packed, b, headSlot, stop, out, o);
     b++;
   }
-  // Body: whole bytes, straight table copies.
+  // Body: whole bytes.
   const fullEnd = Math.floor(end / per);
   if (per === 5) {
-    for (; b < fullEnd; b++, o += 5) {
-      const r = packed[b]! * 5;
-      out[o] = table[r]!; out[o + 1] = table[r + 1]!; out[o + 2] = table[r + 2]!; out[o + 3] = table[r + 3]!; out[o + 4] = table[r + 4]!;
+    // Bytes one at a time until the output is 4-byte aligned (each byte moves it by 5 ≡ 1 mod 4),
+    // then 4 bytes → 20 codes as five word stores, then the remaining whole bytes.
+    for (; b < fullEnd && (out.byteOffset + o) % 4 !== 0; b++, o += 5) decodeBase3Byte(packed[b]!, out, o);
+    if (LITTLE_ENDIAN_HOST && fullEnd - b >= 4) { // (more bytes left means the loop above stopped aligned)
+      const groups = Math.floor((fullEnd - b) / 4);
+      decodeBase3Groups(packed, b, groups, new Int32Array(out.buffer, out.byteOffset + o, groups * 5));
+      b += groups * 4;
+      o += groups * 20;
     }
+    for (; b < fullEnd; b++, o += 5) decodeBase3Byte(packed[b]!, out, o);
+  } else if (LITTLE_ENDIAN_HOST && (out.byteOffset + o) % 4 === 0) {
+    const words = new Int32Array(out.buffer, out.byteOffset + o, fullEnd - b);
+    for (let k = 0; k < words.length; k++, b++) {
+      const v = packed[b]!;
+      if (T2_HAS_INVALID[v]) throw invalidT2(v, b);
+      words[k] = T2_WORD[v]!;
+    }
+    o += words.length * 4;
   } else {
     for (; b < fullEnd; b++, o += 4) {
       const v = packed[b]!;
@@ -159,6 +186,25 @@ export function unpackTernary(packing: TernaryPacking, packed: Uint8Array, count
   // Tail: the leading slots of a final partial byte.
   if (o < count) decodeSlots(table, per, packed, b, 0, end - b * per, out, o);
   return out;
+}
+
+function decodeBase3Byte(byte: number, out: Int8Array, o: number): void {
+  const r = byte * 5;
+  out[o] = BASE3_DECODE[r]!; out[o + 1] = BASE3_DECODE[r + 1]!; out[o + 2] = BASE3_DECODE[r + 2]!;
+  out[o + 3] = BASE3_DECODE[r + 3]!; out[o + 4] = BASE3_DECODE[r + 4]!;
+}
+
+/** `groups` runs of 4 t158 bytes from packed[b] → 20 codes each, written as 5 little-endian words. */
+function decodeBase3Groups(packed: Uint8Array, b: number, groups: number, words: Int32Array): void {
+  for (let g = 0, w = 0; g < groups; g++, b += 4, w += 5) {
+    const b0 = packed[b]!, b1 = packed[b + 1]!, b2 = packed[b + 2]!, b3 = packed[b + 3]!;
+    const a1 = BASE3_WORD[b1]!, a2 = BASE3_WORD[b2]!, a3 = BASE3_WORD[b3]!;
+    words[w] = BASE3_WORD[b0]!;
+    words[w + 1] = BASE3_LAST[b0]! | (a1 << 8);
+    words[w + 2] = (a1 >>> 24) | (BASE3_LAST[b1]! << 8) | (a2 << 16);
+    words[w + 3] = (a2 >>> 16) | (BASE3_LAST[b2]! << 16) | (a3 << 24);
+    words[w + 4] = (a3 >>> 8) | (BASE3_LAST[b3]! << 24);
+  }
 }
 
 /** Slots [from, to) of byte `b` into out[o…]; returns the next output index. */

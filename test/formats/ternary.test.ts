@@ -140,6 +140,29 @@ describe('formats/ternary: t158 and t2 packing', () => {
       }
     });
 
+    it(`${packing}: windows decode into outputs at every offset mod 4 (the word-at-a-time paths and their edges)`, () => {
+      const n = 403;
+      const codes = pseudoCodes(n, 11);
+      const packed = packTernary(packing, codes);
+      const backing = new Int8Array(n + 8);
+      for (let shift = 0; shift < 4; shift++) {
+        for (const start of [0, 1, 2, 3, 4, 5, 9, 20, 21]) {
+          for (const count of [n - start, n - start - 7, 40, 41, 19]) {
+            backing.fill(9);
+            const out = backing.subarray(shift, shift + count);
+            unpackTernary(packing, packed, count, start, out);
+            assert.deepEqual(out, codes.subarray(start, start + count), `shift=${shift} start=${start} count=${count}`);
+            assert.ok(backing.subarray(shift + count).every((v) => v === 9), 'writes nothing past count');
+          }
+        }
+      }
+      if (packing === 't2') {
+        const corrupt = packed.slice();
+        corrupt[60] = 0xff; // four codes 3, deep inside the aligned word loop
+        assert.throws(() => unpackTernary('t2', corrupt, n), /t2 data: byte 60 = 0xff holds the invalid code 3/);
+      }
+    });
+
     it(`${packing}: rejects codes other than -1, 0, 1, short data and small out buffers`, () => {
       for (const bad of [2, -2, 127, -128]) {
         for (const at of [0, 3, 9, 10]) { // inside a full byte and inside the final partial byte
