@@ -10,12 +10,7 @@ export interface LogitsRow { logits: ArrayLike<number>; offset: number; vocab: n
 
 /** log Σ exp(logits) of one row in float64, max-shifted so exp never overflows. */
 export function logSumExp(row: LogitsRow): number {
-  const { logits, offset, vocab } = row;
-  let max = -Infinity;
-  for (let v = 0; v < vocab; v++) max = Math.max(max, logits[offset + v]!);
-  let sum = 0;
-  for (let v = 0; v < vocab; v++) sum += Math.exp(logits[offset + v]! - max);
-  return max + Math.log(sum);
+  return normalise(row).logZ;
 }
 
 /** log softmax of one row in float64. */
@@ -27,10 +22,7 @@ export function logSoftmax(row: LogitsRow, out: Float64Array = new Float64Array(
 
 /** Negative log-likelihood (nats) of `target` under one row. */
 export function nll(row: LogitsRow, target: number): number {
-  if (!Number.isInteger(target) || target < 0 || target >= row.vocab) {
-    throw new RangeError(`target id ${target} is outside the vocabulary of ${row.vocab}`);
-  }
-  return logSumExp(row) - row.logits[row.offset + target]!;
+  return logSumExp(row) - row.logits[row.offset + checkTarget(target, row.vocab)]!;
 }
 
 /** KL(p‖q) = Σ p (log p − log q) in nats, from two log-probability vectors. Terms with p = 0 add 0. */
@@ -101,23 +93,31 @@ export class ComparisonAccumulator {
   readonly packed = new NllAccumulator();
   private readonly kls: number[] = [];
   private agree = 0;
-  private logP: Float64Array | undefined;
-  private logQ: Float64Array | undefined;
+  private shifted: Float64Array | undefined;
 
-  /** One position of both models; `target` is the next token when there is one to score. */
+  /**
+   * One position of both models; `target` is the next token when there is one to score. This runs
+   * for every position of every window over the whole vocabulary, so it reads each row twice and
+   * takes one exp per logit: KL(p‖q) = Σ p (a − b) + log Z_q − log Z_p for logits a, b, with
+   * p = exp(a − max a) / Σ exp(a − max a) kept from the normalising pass.
+   */
   addPosition(original: LogitsRow, packed: LogitsRow, target?: number): void {
     if (original.vocab !== packed.vocab) {
       throw new RangeError(`the models have different vocabularies (${original.vocab} vs ${packed.vocab})`);
     }
-    this.logP ??= new Float64Array(original.vocab);
-    this.logQ ??= new Float64Array(original.vocab);
-    const logP = logSoftmax(original, this.logP);
-    const logQ = logSoftmax(packed, this.logQ);
-    this.kls.push(klDivergence(logP, logQ));
-    if (argmax(original) === argmax(packed)) this.agree++;
+    this.shifted ??= new Float64Array(original.vocab);
+    const p = normalise(original, this.shifted);
+    const q = normalise(packed);
+    const { logits: a, offset: oa } = original;
+    const { logits: b, offset: ob } = packed;
+    let cross = 0;
+    for (let v = 0; v < original.vocab; v++) cross += this.shifted[v]! * (a[oa + v]! - b[ob + v]!);
+    // Rounding can leave a tiny negative value for identical distributions; KL is never below 0.
+    this.kls.push(Math.max(0, cross / p.sum + q.logZ - p.logZ));
+    if (p.argmax === q.argmax) this.agree++;
     if (target !== undefined) {
-      this.original.add(-logP[target]!);
-      this.packed.add(-logQ[target]!);
+      this.original.add(p.logZ - a[oa + checkTarget(target, original.vocab)]!);
+      this.packed.add(q.logZ - b[ob + target]!);
     }
   }
 
@@ -127,4 +127,26 @@ export class ComparisonAccumulator {
   get klMean(): number { return mean(this.kls); }
   get klP99(): number { return percentile(this.kls, 99); }
   get klMax(): number { return this.kls.reduce((a, b) => Math.max(a, b), this.kls.length === 0 ? NaN : 0); }
+}
+
+/**
+ * One row's top-1 id (the lowest on a tie, as torch.argmax), log Σ exp and Σ exp(x − max), in float64;
+ * `shifted` receives exp(x − max) when given.
+ */
+function normalise(row: LogitsRow, shifted?: Float64Array): { argmax: number; logZ: number; sum: number } {
+  const { logits, offset, vocab } = row;
+  const best = argmax(row);
+  const max = logits[offset + best]!;
+  let sum = 0;
+  for (let v = 0; v < vocab; v++) {
+    const e = Math.exp(logits[offset + v]! - max);
+    if (shifted) shifted[v] = e;
+    sum += e;
+  }
+  return { argmax: best, logZ: max + Math.log(sum), sum };
+}
+
+function checkTarget(target: number, vocab: number): number {
+  if (!Number.isInteger(target) || target < 0 || target >= vocab) throw new RangeError(`target id ${target} is outside the vocabulary of ${vocab}`);
+  return target;
 }
