@@ -12,8 +12,20 @@ export function windowProgressLine(label: string, p: EvalProgress, width = 24): 
   return `${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] window ${p.windowsDone}/${p.windowsTotal}  ${rate}`;
 }
 
-/** A progress callback for evaluateTextFile / runValidation, and `done` to erase the bar afterwards. */
-export function windowProgress(label: string, stream: NodeJS.WriteStream | undefined): { update: (p: EvalProgress) => void; done: () => void } {
+export interface WindowProgress {
+  /** What is happening before the windows start (loading a large model takes a while). */
+  stage: (what: string) => void;
+  /** The progress callback of evaluateTextFile / runValidation. */
+  update: (p: EvalProgress) => void;
+  /** Erases the bar. */
+  done: () => void;
+}
+
+export function windowProgress(label: string, stream: NodeJS.WriteStream | undefined): WindowProgress {
   const line = new StatusLine(stream);
-  return { update: (p) => line.draw(windowProgressLine(label, p)), done: () => line.clear() };
+  return {
+    stage: (what) => line.draw(`${label}: ${what}…`),
+    update: (p) => line.draw(windowProgressLine(label, p)),
+    done: () => line.clear(),
+  };
 }

@@ -79,7 +79,7 @@ usually ruined by plain absmean: the command says so, and \`tritpack validate\` 
   /** The `tritpack validate` run on the fresh file; exit 1 on FAIL without throwing, so --json still prints. */
   private async validate(original: string, packed: string, text: string): Promise<ValidationReport> {
     const progress = windowProgress('validate', this.jsonEnabled() ? undefined : process.stderr);
-    const result = await runValidation({ original, packed, text, embed: true, onProgress: progress.update });
+    const result = await runValidation({ original, packed, text, embed: true, onProgress: progress.update, onStage: progress.stage });
     progress.done();
     this.log(`\n${renderValidationSummary(result.report)}\n(the report is embedded in ${packed}; tritpack push puts it on the model card)`);
     process.exitCode = result.exitCode;

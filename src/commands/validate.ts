@@ -60,7 +60,7 @@ by orders of magnitude, and the report says why.`;
       ctx: flags.ctx, stride: flags.stride, maxTokens: flags['max-tokens'],
       promptsFile: flags.prompts, newTokens: flags['new-tokens'], thresholds,
       reportPath: flags.report, embed: flags.embed, backend: flags.backend,
-      onProgress: progress.update,
+      onProgress: progress.update, onStage: progress.stage,
     });
     progress.done();
     this.log(renderValidationSummary(result.report));

@@ -122,7 +122,6 @@ export class ComparisonAccumulator {
   }
 
   get positions(): number { return this.kls.length; }
-  get top1AgreeCount(): number { return this.agree; }
   get top1Agreement(): number { return this.kls.length === 0 ? NaN : this.agree / this.kls.length; }
   get klMean(): number { return mean(this.kls); }
   get klP99(): number { return percentile(this.kls, 99); }

@@ -34,8 +34,8 @@ export interface RunValidationOptions extends EvalInputOptions {
   embed?: boolean;
   backend?: string;
   onProgress?: ProgressCallback;
-  /** Told when each model has loaded (for CLI status lines). */
-  onStage?: (stage: 'loading-original' | 'loading-packed' | 'comparing' | 'writing') => void;
+  /** Told what runs next, in words ("loading the original"), for status lines. */
+  onStage?: (stage: string) => void;
 }
 
 export interface RunValidationResult {
@@ -68,11 +68,11 @@ export async function runValidation(options: RunValidationOptions): Promise<RunV
   let packed: LoadedModel | undefined;
   let report: ValidationReport;
   try {
-    options.onStage?.('loading-original');
+    options.onStage?.('loading the original');
     original = await loadModel(options.original, { backend: options.backend });
-    options.onStage?.('loading-packed');
+    options.onStage?.('loading the packed model');
     packed = await loadModel(options.packed, { backend: options.backend });
-    options.onStage?.('comparing');
+    options.onStage?.('tokenizing the text');
     report = validateModels({
       original, packed, text: { path: options.text }, ctx: options.ctx, stride: options.stride, maxTokens: options.maxTokens,
       prompts, newTokens: options.newTokens, thresholds, onProgress: options.onProgress,
@@ -82,7 +82,7 @@ export async function runValidation(options: RunValidationOptions): Promise<RunV
     packed?.close();
   }
 
-  options.onStage?.('writing');
+  options.onStage?.('writing the report');
   const markdown = renderReportMarkdown(report);
   if (options.reportPath !== undefined) writeTextAtomic(options.reportPath, markdown);
   if (options.embed) {
