@@ -12,9 +12,9 @@ export const offlineFlag = Flags.boolean({
   default: false,
 });
 
-export function resolveModelInput(spec: string, offline: boolean): Promise<ResolvedModel> {
+export function resolveModelInput(spec: string, offline: boolean, want?: 'model' | 'tpk'): Promise<ResolvedModel> {
   // `undefined` rather than false, so HF_HUB_OFFLINE=1 still applies when the flag is not given.
-  return resolveModel(spec, { offline: offline || undefined });
+  return resolveModel(spec, { offline: offline || undefined, want });
 }
 
 /** Resolves the model argument and loads it with the chosen kernel backend. */

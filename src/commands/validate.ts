@@ -54,9 +54,10 @@ by orders of magnitude, and the report says why.`;
       maxKl: parseNumberFlag('--max-kl', flags['max-kl']),
     });
     const progress = windowProgress('validate', this.jsonEnabled() ? undefined : process.stderr);
-    const resolve = async (spec: string) => (await resolveModelInput(spec, flags.offline)).path;
+    const resolve = async (spec: string, want?: 'tpk') => (await resolveModelInput(spec, flags.offline, want)).path;
     const result = await runValidation({
-      original: await resolve(args.original), packed: await resolve(args.packed), text: flags.text,
+      // A repo that holds both the original checkpoint and its .tpk: the packed side is the .tpk.
+      original: await resolve(args.original), packed: await resolve(args.packed, 'tpk'), text: flags.text,
       ctx: flags.ctx, stride: flags.stride, maxTokens: flags['max-tokens'],
       promptsFile: flags.prompts, newTokens: flags['new-tokens'], thresholds,
       reportPath: flags.report, embed: flags.embed, backend: flags.backend,

@@ -11,7 +11,10 @@ import { pullModel, type PullOptions } from './pull.js';
 import { parseRepoSpec } from './repo-id.js';
 import { hubSettings } from './settings.js';
 
-export type ResolveOptions = Omit<PullOptions, 'repo'>;
+export interface ResolveOptions extends Omit<PullOptions, 'repo'> {
+  /** 'tpk': the repo's .tpk even when it also holds a checkpoint (validate's packed model). */
+  want?: 'model' | 'tpk';
+}
 
 export interface ResolvedModel {
   /** The directory (HF checkpoint) or file (.tpk) to load. */
@@ -36,12 +39,13 @@ export async function resolveModel(spec: string, options: ResolveOptions = {}): 
   const settings = hubSettings(options);
   const storage = repoFolder(settings.cacheDir, parsed.repo);
   const commit = cachedCommit(storage, revision);
+  const want = options.want ?? 'model';
   if (commit && isComplete(snapshotDir(storage, commit))) {
-    return { path: modelIn(snapshotDir(storage, commit)), repo: parsed.repo, revision, commit, pulled: false };
+    return { path: modelIn(snapshotDir(storage, commit), want), repo: parsed.repo, revision, commit, pulled: false };
   }
   try {
     const pulled = await pullModel({ ...options, repo: parsed.repo, revision });
-    return { path: modelIn(pulled.snapshotPath), repo: parsed.repo, revision, commit: pulled.commit, pulled: pulled.downloadedBytes > 0 };
+    return { path: modelIn(pulled.snapshotPath, want), repo: parsed.repo, revision, commit: pulled.commit, pulled: pulled.downloadedBytes > 0 };
   } catch (err) {
     // Not a local path either: say both, so a mistyped path does not read as a network problem.
     if (err instanceof TritpackError) {
@@ -76,10 +80,10 @@ function isComplete(dir: string): boolean {
   }
 }
 
-/** What to load from a snapshot: the checkpoint directory, or its .tpk when that is all it holds. */
-function modelIn(dir: string): string {
+/** What to load from a snapshot: the checkpoint directory, or its .tpk when that is all it holds (or is wanted). */
+function modelIn(dir: string, want: 'model' | 'tpk'): string {
   const files = snapshotFiles(dir).map((f) => f.path);
   const tpks = files.filter((f) => f.endsWith('.tpk'));
   const checkpoint = files.includes('config.json') && files.some((f) => f.endsWith('.safetensors'));
-  return tpks.length === 1 && !checkpoint ? path.join(dir, tpks[0]!) : dir;
+  return tpks.length === 1 && (want === 'tpk' || !checkpoint) ? path.join(dir, tpks[0]!) : dir;
 }

@@ -51,6 +51,14 @@ describe('hub resolveModelPath (repo ids wherever a model path is taken)', funct
       copyFileSync(tpk, path.join(repoDir, 'model.tpk'));
       const resolved = await resolveModelPath('alice/packed', { endpoint: fx.hub.url, cacheDir: fx.cache });
       assert.equal(path.basename(resolved), 'model.tpk');
+      // Next to the checkpoint it came from: the model is the checkpoint, unless the .tpk is asked for.
+      const both = path.join(fx.root, 'alice', 'both');
+      mkdirSync(both, { recursive: true });
+      for (const name of ['config.json', 'model.safetensors', 'tokenizer.json']) copyFileSync(path.join(fixtureDir('tinystories-656K'), name), path.join(both, name));
+      copyFileSync(tpk, path.join(both, 'model.tpk'));
+      const snapshot = path.join(fx.cache, 'models--alice--both', 'snapshots', fx.hub.commitOf('alice/both'));
+      assert.equal(await resolveModelPath('alice/both', { endpoint: fx.hub.url, cacheDir: fx.cache }), snapshot);
+      assert.equal(await resolveModelPath('alice/both', { cacheDir: fx.cache, offline: true, want: 'tpk' }), path.join(snapshot, 'model.tpk'));
       await assert.rejects(resolveModelPath('alice/missing', { endpoint: fx.hub.url, cacheDir: fx.cache, token: 'hf_testTokenAlice0123456789' }),
         /^TritpackError: alice\/missing: no such local file or directory, and as a hub repo id: 404 Not Found: alice\/missing /);
     } finally { work.cleanup(); }
