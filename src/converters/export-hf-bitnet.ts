@@ -90,39 +90,12 @@ export function exportHfBitnet(options: HfBitnetExportOptions): HfBitnetExportSu
   const scaleDType = options.scaleDType ?? 'BF16';
   const model = TpkModel.open(options.input);
   try {
-    const packed: string[] = [];
-    const unpacked: { name: string; reason: string }[] = [];
-    const entries: SafetensorsEntry[] = [];
-    for (const entry of model.tensors) {
-      const name = model.hfName(entry);
-      if (!model.isTernary(entry.name)) {
-        const dtype = entry.encoding as DType;
-        entries.push({ name, dtype, shape: entry.shape, data: () => model.tpk.readData(entry.name) });
-        continue;
-      }
-      const dtype: FloatDType = entry.sourceDType !== undefined && isFloatDType(entry.sourceDType) ? entry.sourceDType : 'BF16';
-      const reason = entry.shape.length !== 2 ? 'not a matrix'
-        : entry.scale?.granularity !== 'tensor' ? `${entry.scale?.granularity} scales (the packed format holds one scale per tensor)`
-          : entry.shape[0]! % 4 !== 0 ? `${entry.shape[0]} rows (not divisible by 4)` : undefined;
-      if (reason !== undefined) {
-        unpacked.push({ name, reason });
-        entries.push({ name, dtype, shape: entry.shape, data: () => fromFloat32(dequantizeTernary(model.ternary(entry.name)), dtype) });
-        continue;
-      }
-      const [rows, cols] = entry.shape as [number, number];
-      packed.push(name);
-      entries.push({ name, dtype: 'U8', shape: [rows / 4, cols], data: () => packHfBitnet(model.ternary(entry.name).codes, rows, cols) });
-      entries.push({
-        name: `${moduleName(name)}.weight_scale`, dtype: scaleDType, shape: [1],
-        data: () => fromFloat32(Float32Array.of(weightScaleFor(model.tpk.readScales(entry.name)[0]!, linearClass)), scaleDType),
-      });
-    }
+    const { entries, packed, unpacked } = hfBitnetEntries(model, linearClass, scaleDType);
     if (packed.length === 0) throw new TritpackError(`${options.input}: no ternary tensor can be stored in the HF BitNet packed format`);
 
-    const config: Record<string, unknown> = { ...model.config };
     const quantizationConfig: Record<string, unknown> = { linear_class: linearClass, quant_method: 'bitnet', quantization_mode: 'offline' };
     if (unpacked.length > 0) quantizationConfig['modules_to_not_convert'] = ['lm_head', ...unpacked.map((u) => moduleName(u.name))];
-    config['quantization_config'] = quantizationConfig;
+    const config: Record<string, unknown> = { ...model.config, quantization_config: quantizationConfig };
     const warnings: string[] = [];
     if (unpacked.length > 0) warnings.push(`${unpacked.length} ternary tensor(s) stored dequantized: ${unpacked.map((u) => `${u.name} (${u.reason})`).join(', ')}`);
     if (config['model_type'] !== 'bitnet') {
@@ -138,4 +111,43 @@ export function exportHfBitnet(options: HfBitnetExportOptions): HfBitnetExportSu
   } finally {
     model.close();
   }
+}
+
+/** Why the packed format cannot hold a ternary tensor (one scale per tensor, rows in groups of 4), or undefined. */
+function packedMisfit(shape: number[], granularity: string | undefined): string | undefined {
+  if (shape.length !== 2) return 'not a matrix';
+  if (granularity !== 'tensor') return `${granularity} scales (the packed format holds one scale per tensor)`;
+  if (shape[0]! % 4 !== 0) return `${shape[0]} rows (not divisible by 4)`;
+  return undefined;
+}
+
+/** The checkpoint's tensors, read lazily: packed U8 + weight_scale where the format allows, else floats. */
+function hfBitnetEntries(model: TpkModel, linearClass: LinearClass, scaleDType: FloatDType): {
+  entries: SafetensorsEntry[]; packed: string[]; unpacked: { name: string; reason: string }[];
+} {
+  const packed: string[] = [];
+  const unpacked: { name: string; reason: string }[] = [];
+  const entries: SafetensorsEntry[] = [];
+  for (const entry of model.tensors) {
+    const name = model.hfName(entry);
+    if (!model.isTernary(entry.name)) {
+      entries.push({ name, dtype: entry.encoding as DType, shape: entry.shape, data: () => model.tpk.readData(entry.name) });
+      continue;
+    }
+    const reason = packedMisfit(entry.shape, entry.scale?.granularity);
+    if (reason !== undefined) {
+      const dtype: FloatDType = entry.sourceDType !== undefined && isFloatDType(entry.sourceDType) ? entry.sourceDType : 'BF16';
+      unpacked.push({ name, reason });
+      entries.push({ name, dtype, shape: entry.shape, data: () => fromFloat32(dequantizeTernary(model.ternary(entry.name)), dtype) });
+      continue;
+    }
+    const [rows, cols] = entry.shape as [number, number];
+    packed.push(name);
+    entries.push({ name, dtype: 'U8', shape: [rows / 4, cols], data: () => packHfBitnet(model.ternary(entry.name).codes, rows, cols) });
+    entries.push({
+      name: `${moduleName(name)}.weight_scale`, dtype: scaleDType, shape: [1],
+      data: () => fromFloat32(Float32Array.of(weightScaleFor(model.tpk.readScales(entry.name)[0]!, linearClass)), scaleDType),
+    });
+  }
+  return { entries, packed, unpacked };
 }
