@@ -5,7 +5,7 @@
 import path from 'node:path';
 import ora, { type Ora } from 'ora';
 import type { ConvertEvent } from '../converters/convert.js';
-import { formatBytes } from './units.js';
+import { formatBytes } from '../units.js';
 
 export class ConvertSpinner {
   private readonly spinner: Ora | undefined;

@@ -3,7 +3,7 @@
  * the byte rate, and one line per finished file with its size and its own average rate.
  */
 import { StatusLine } from './status-line.js';
-import { formatBytes } from './units.js';
+import { formatBytes } from '../units.js';
 
 /** Bytes per second over the last few seconds (not since the start, so stalls show). */
 export class RateMeter {

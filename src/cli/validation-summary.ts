@@ -5,7 +5,7 @@
  */
 import type { ValidationReport } from '../validate/validate.js';
 import { renderPairs } from './table.js';
-import { formatCount, formatSignificant } from './units.js';
+import { formatCount, formatSignificant } from '../units.js';
 
 export function renderValidationSummary(r: ValidationReport): string {
   const m = r.metrics;

@@ -5,7 +5,7 @@ import { ConvertSpinner } from '../cli/convert-progress.js';
 import { floatDTypeFlag, forceFlag } from '../cli/flags.js';
 import { offlineFlag, resolveModelInput } from '../cli/model-input.js';
 import { renderPairs } from '../cli/table.js';
-import { formatBytes, formatCount } from '../cli/units.js';
+import { formatBytes, formatCount } from '../units.js';
 import { renderValidationSummary } from '../cli/validation-summary.js';
 import { windowProgress } from '../cli/window-progress.js';
 import { convertCheckpoint, type ConversionSummary } from '../converters/convert.js';

@@ -3,7 +3,7 @@ import { TritpackCommand } from '../cli/base-command.js';
 import { backendFlag, evalTextFlags } from '../cli/flags.js';
 import { loadModelInput, offlineFlag } from '../cli/model-input.js';
 import { renderPairs } from '../cli/table.js';
-import { formatCount } from '../cli/units.js';
+import { formatCount } from '../units.js';
 import { windowProgress } from '../cli/window-progress.js';
 import { evaluateTextFile, type TextEvalResult } from '../validate/evaluate.js';
 

@@ -3,7 +3,7 @@ import { TritpackCommand } from '../cli/base-command.js';
 import { floatDTypeFlag, forceFlag } from '../cli/flags.js';
 import { offlineFlag, resolveModelInput } from '../cli/model-input.js';
 import { renderPairs } from '../cli/table.js';
-import { formatBytes, formatCount } from '../cli/units.js';
+import { formatBytes, formatCount } from '../units.js';
 import { TritpackError } from '../errors.js';
 import { exportGguf, type GgufExportSummary } from '../converters/export-gguf.js';
 import { exportHfBitnet, type HfBitnetExportSummary, type LinearClass } from '../converters/export-hf-bitnet.js';

@@ -2,7 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { TritpackCommand } from '../cli/base-command.js';
 import { offlineFlag, resolveModelInput } from '../cli/model-input.js';
 import { renderPairs, renderTable } from '../cli/table.js';
-import { formatBytes, formatCount } from '../cli/units.js';
+import { formatBytes, formatCount } from '../units.js';
 import { inspectModel, type InspectReport } from '../converters/inspect.js';
 import { TritpackError } from '../errors.js';
 

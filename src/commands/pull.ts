@@ -4,7 +4,7 @@ import { hubFlags } from '../cli/flags.js';
 import { offlineFlag } from '../cli/model-input.js';
 import { pullModel, type PullProgress, type PullResult } from '../hub/pull.js';
 import { TransferDisplay } from '../cli/transfer-progress.js';
-import { formatBytes } from '../cli/units.js';
+import { formatBytes } from '../units.js';
 
 export default class Pull extends TritpackCommand {
   static override summary = 'Download a model from the Hugging Face hub into the standard hub cache.';

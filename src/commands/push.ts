@@ -3,7 +3,7 @@ import { TritpackCommand } from '../cli/base-command.js';
 import { hubFlags } from '../cli/flags.js';
 import { pushModel, type PushProgress, type PushResult } from '../hub/push.js';
 import { TransferDisplay } from '../cli/transfer-progress.js';
-import { formatBytes } from '../cli/units.js';
+import { formatBytes } from '../units.js';
 
 export default class Push extends TritpackCommand {
   static override summary = 'Upload a packed model and its generated model card to the Hugging Face hub.';

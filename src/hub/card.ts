@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TpkHeader } from '../formats/tpk.js';
 import { sourceFromCachePath } from './cache.js';
-import { formatBytes, formatCount, formatSignificant } from '../cli/units.js';
+import { formatBytes, formatCount, formatSignificant } from '../units.js';
 
 export const CARD_TAGS = ['ternary', 'bitnet', '1.58-bit', 'tritpack'];
 

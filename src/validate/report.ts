@@ -5,7 +5,7 @@
  * should not leak the converter's local directories.
  */
 import path from 'node:path';
-import { formatCount, formatSignificant } from '../cli/units.js';
+import { formatCount, formatSignificant } from '../units.js';
 import type { Continuation } from './continuations.js';
 import type { ValidationReport } from './validate.js';
 

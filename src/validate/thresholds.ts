@@ -2,7 +2,7 @@
  * The quality gate: how far a packed model may drift from its original before validate says FAIL
  * (exit 1), and the verdict with a reason for every threshold missed.
  */
-import { formatSignificant } from '../cli/units.js';
+import { formatSignificant } from '../units.js';
 import { TritpackError } from '../errors.js';
 import type { ComparisonMetrics } from './compare.js';
 
