@@ -155,37 +155,50 @@ export function unpackTernary(packing: TernaryPacking, packed: Uint8Array, count
     b++;
   }
   // Body: whole bytes.
-  const fullEnd = Math.floor(end / per);
-  if (per === 5) {
-    // Bytes one at a time until the output is 4-byte aligned (each byte moves it by 5 ≡ 1 mod 4),
-    // then 4 bytes → 20 codes as five word stores, then the remaining whole bytes.
-    for (; b < fullEnd && (out.byteOffset + o) % 4 !== 0; b++, o += 5) decodeBase3Byte(packed[b]!, out, o);
-    if (LITTLE_ENDIAN_HOST && fullEnd - b >= 4) { // (more bytes left means the loop above stopped aligned)
-      const groups = Math.floor((fullEnd - b) / 4);
-      decodeBase3Groups(packed, b, groups, new Int32Array(out.buffer, out.byteOffset + o, groups * 5));
-      b += groups * 4;
-      o += groups * 20;
-    }
-    for (; b < fullEnd; b++, o += 5) decodeBase3Byte(packed[b]!, out, o);
-  } else if (LITTLE_ENDIAN_HOST && (out.byteOffset + o) % 4 === 0) {
-    const words = new Int32Array(out.buffer, out.byteOffset + o, fullEnd - b);
-    for (let k = 0; k < words.length; k++, b++) {
+  const bodyBytes = Math.max(0, Math.floor(end / per) - b);
+  if (per === 5) decodeT158Bytes(packed, b, bodyBytes, out, o);
+  else decodeT2Bytes(packed, b, bodyBytes, out, o);
+  b += bodyBytes;
+  o += bodyBytes * per;
+  // Tail: the leading slots of a final partial byte.
+  if (o < count) decodeSlots(table, per, packed, b, 0, end - b * per, out, o);
+  return out;
+}
+
+/**
+ * `n` whole t158 bytes from packed[b] → out[o…]: bytes one at a time until the output is 4-byte
+ * aligned (each byte moves it by 5 ≡ 1 mod 4), then 4 bytes → 20 codes as five word stores
+ * (~3x faster than byte stores), then the rest one at a time.
+ */
+function decodeT158Bytes(packed: Uint8Array, b: number, n: number, out: Int8Array, o: number): void {
+  const end = b + n;
+  for (; b < end && (out.byteOffset + o) % 4 !== 0; b++, o += 5) decodeBase3Byte(packed[b]!, out, o);
+  const groups = LITTLE_ENDIAN_HOST ? Math.floor((end - b) / 4) : 0;
+  if (groups > 0) { // more bytes left means the loop above stopped aligned
+    decodeBase3Groups(packed, b, groups, new Int32Array(out.buffer, out.byteOffset + o, groups * 5));
+    b += groups * 4;
+    o += groups * 20;
+  }
+  for (; b < end; b++, o += 5) decodeBase3Byte(packed[b]!, out, o);
+}
+
+/** `n` whole t2 bytes from packed[b] → out[o…]: one word store per byte when the output is aligned. */
+function decodeT2Bytes(packed: Uint8Array, b: number, n: number, out: Int8Array, o: number): void {
+  if (LITTLE_ENDIAN_HOST && (out.byteOffset + o) % 4 === 0) {
+    const words = new Int32Array(out.buffer, out.byteOffset + o, n);
+    for (let k = 0; k < n; k++, b++) {
       const v = packed[b]!;
       if (T2_HAS_INVALID[v]) throw invalidT2(v, b);
       words[k] = T2_WORD[v]!;
     }
-    o += words.length * 4;
-  } else {
-    for (; b < fullEnd; b++, o += 4) {
-      const v = packed[b]!;
-      if (T2_HAS_INVALID[v]) throw invalidT2(v, b);
-      const r = v * 4;
-      out[o] = table[r]!; out[o + 1] = table[r + 1]!; out[o + 2] = table[r + 2]!; out[o + 3] = table[r + 3]!;
-    }
+    return;
   }
-  // Tail: the leading slots of a final partial byte.
-  if (o < count) decodeSlots(table, per, packed, b, 0, end - b * per, out, o);
-  return out;
+  for (let k = 0; k < n; k++, b++, o += 4) {
+    const v = packed[b]!;
+    if (T2_HAS_INVALID[v]) throw invalidT2(v, b);
+    const r = v * 4;
+    out[o] = T2_DECODE[r]!; out[o + 1] = T2_DECODE[r + 1]!; out[o + 2] = T2_DECODE[r + 2]!; out[o + 3] = T2_DECODE[r + 3]!;
+  }
 }
 
 function decodeBase3Byte(byte: number, out: Int8Array, o: number): void {
