@@ -11,7 +11,8 @@
  *
  *   node scripts/bench-kernels.js [--dir .cache/synthetic-tinyllama] [--threads 1,2] [--no-wasm] [--quick] [--json]
  *
- * `runKernelBench(options)` returns the same result object for scripts/bench.js. Needs `npm run build`.
+ * `runKernelBench({ dir, threads, quick, wasm, print, onProgress })` returns the same result object
+ * (and prints the table when `print`) for scripts/bench.js. Needs `npm run build`.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -130,11 +131,13 @@ export async function runKernelBench(options = {}) {
     peakRssTernaryOverF16: find('ternary', t).maxRssBytes / find('f16', t).maxRssBytes,
     wasmDecodeOverNative: wasm ? wasm.decode / find('ternary', t).decode : null,
   }));
-  return {
+  const res = {
     machine: { cpus: (await import('node:os')).cpus().length, loadAverage: (await import('node:os')).loadavg() },
     model: dir, decodeTokens, promptTokens: 64, longPromptTokens: longPrompt || null,
     bandwidthBytesPerSecond: bandwidth, runs, ratios, llamaCppReference: LLAMA_CPP_REFERENCE,
   };
+  if (options.print) printTable(res);
+  return res;
 }
 
 function printTable(res) {
@@ -161,8 +164,7 @@ if (argv[0] === '--child') {
   const res = await runKernelBench({
     dir: opt('--dir'), quick: argv.includes('--quick'), wasm: !argv.includes('--no-wasm'),
     threads: opt('--threads')?.split(',').map(Number),
-    onProgress: json ? undefined : (m) => console.error(m),
+    onProgress: json ? undefined : (m) => console.error(m), print: !json,
   });
   if (json) console.log(JSON.stringify(res, null, 2));
-  else printTable(res);
 }
