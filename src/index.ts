@@ -29,7 +29,8 @@ export { GgufFile, GgufWriter, GgmlType, GgufValueType } from './formats/gguf.js
 
 // converters: model-level transforms.
 export {
-  type ScaleGranularity, type AbsmeanFormula, type TernarizedTensor, ternarizeAbsmean, parseScaleGranularity,
+  type ScaleGranularity, type AbsmeanFormula, type TernarizedTensor, type PackedTernarizedTensor,
+  ternarizeAbsmean, ternarizeAbsmeanPacked, parseScaleGranularity,
 } from './converters/ternarize.js';
 export { planConversion, isLinearProjection, type TensorPlan, type PlanOptions } from './converters/plan.js';
 export {
@@ -40,7 +41,7 @@ export { inspectModel, type InspectReport } from './converters/inspect.js';
 export { exportGguf, type GgufExportOptions, type GgufExportSummary } from './converters/export-gguf.js';
 export { exportHfBitnet, packHfBitnet, unpackHfBitnet, type HfBitnetExportOptions, type HfBitnetExportSummary } from './converters/export-hf-bitnet.js';
 export { exportSafetensors, type SafetensorsExportOptions, type SafetensorsExportSummary } from './converters/export-safetensors.js';
-export { openTensorSource, type TensorSource } from './converters/import-source.js';
+export { openTensorSource, type TensorSource, type SourceTensor, type SourceTernary } from './converters/import-source.js';
 
 // runtime-min: the bundled minimal runtime.
 export {
@@ -48,6 +49,9 @@ export {
   type LoadedModel, type LoadOptions, type GenerateOptions, type DecodingSession, type ModelConfig, type RuntimeTokenizer,
   type Backend, type WeightSource, type SamplingOptions,
 } from './runtime-min/index.js';
+export { defaultBackendName } from './runtime-min/backends/choose.js';
+export { NativeBackend, loadNativeAddon, nativeUnavailableReason, type NativeBackendOptions } from './runtime-min/backends/native.js';
+export { WasmBackend, loadWasmModule, wasmUnavailableReason, type WasmVariant } from './runtime-min/backends/wasm.js';
 
 // validate: metrics, verdict, report.
 export {

@@ -7,8 +7,11 @@ import { TritpackError } from '../errors.js';
 import type { FloatDType } from '../formats/dtype.js';
 import { AVAILABLE_BACKENDS } from '../runtime-min/index.js';
 
-/** eval, generate, validate: which kernels run the model. */
-export const backendFlag = Flags.string({ description: `kernel backend (${AVAILABLE_BACKENDS.join(', ')})` });
+/** eval, generate, validate: which kernels run the model, on how many threads. */
+export const runtimeFlags = {
+  backend: Flags.string({ description: `kernel backend (${AVAILABLE_BACKENDS.join(', ')}) [default: the first that loads, in that order]` }),
+  threads: Flags.integer({ description: 'native kernel threads [default: all cores]', min: 1 }),
+};
 
 /** eval and validate: the text and the windows it is scored in (checked against the model in validate/windows.ts). */
 export const evalTextFlags = {

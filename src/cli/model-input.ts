@@ -18,6 +18,6 @@ export function resolveModelInput(spec: string, offline: boolean, want?: 'model'
 }
 
 /** Resolves the model argument and loads it with the chosen kernel backend. */
-export async function loadModelInput(spec: string, flags: { offline: boolean; backend?: string }): Promise<LoadedModel> {
-  return loadModel((await resolveModelInput(spec, flags.offline)).path, { backend: flags.backend });
+export async function loadModelInput(spec: string, flags: { offline: boolean; backend?: string; threads?: number }): Promise<LoadedModel> {
+  return loadModel((await resolveModelInput(spec, flags.offline)).path, { backend: flags.backend, threads: flags.threads });
 }

@@ -1,6 +1,6 @@
 import { Args } from '@oclif/core';
 import { TritpackCommand } from '../cli/base-command.js';
-import { backendFlag, evalTextFlags } from '../cli/flags.js';
+import { runtimeFlags, evalTextFlags } from '../cli/flags.js';
 import { loadModelInput, offlineFlag } from '../cli/model-input.js';
 import { renderPairs } from '../cli/table.js';
 import { formatCount } from '../units.js';
@@ -27,7 +27,7 @@ log-softmax is taken in float64. A text shorter than one window is an error: low
 
   static override flags = {
     ...evalTextFlags,
-    backend: backendFlag,
+    ...runtimeFlags,
     offline: offlineFlag,
   };
 

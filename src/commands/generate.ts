@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { TritpackCommand } from '../cli/base-command.js';
-import { backendFlag, parseNumberFlag } from '../cli/flags.js';
+import { runtimeFlags, parseNumberFlag } from '../cli/flags.js';
 import { loadModelInput, offlineFlag } from '../cli/model-input.js';
 import { TritpackError } from '../errors.js';
 import { TextStreamer } from '../validate/text-stream.js';
@@ -44,7 +44,7 @@ stdout as tokens arrive (characters split across tokens are printed once complet
     seed: Flags.integer({ description: 'random seed for sampling' }),
     'special-tokens': Flags.boolean({ description: 'add the tokenizer\'s special tokens (BOS) to the prompt', default: true, allowNo: true }),
     'ignore-eos': Flags.boolean({ description: 'keep generating past the EOS token', default: false }),
-    backend: backendFlag,
+    ...runtimeFlags,
     offline: offlineFlag,
   };
 

@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { TritpackCommand } from '../cli/base-command.js';
-import { backendFlag, evalTextFlags, parseNumberFlag } from '../cli/flags.js';
+import { runtimeFlags, evalTextFlags, parseNumberFlag } from '../cli/flags.js';
 import { offlineFlag, resolveModelInput } from '../cli/model-input.js';
 import { renderValidationSummary } from '../cli/validation-summary.js';
 import { windowProgress } from '../cli/window-progress.js';
@@ -41,7 +41,7 @@ by orders of magnitude, and the report says why.`;
     'max-kl': Flags.string({ description: 'largest allowed mean KL(original‖packed) in nats/token, ≥ 0', default: String(DEFAULT_THRESHOLDS.maxKl) }),
     report: Flags.string({ description: 'write the Markdown report (model-card ready) to this file' }),
     embed: Flags.boolean({ description: 'store the report in the .tpk header, where `tritpack push` puts it on the model card', default: false }),
-    backend: backendFlag,
+    ...runtimeFlags,
     offline: offlineFlag,
   };
 
@@ -60,7 +60,7 @@ by orders of magnitude, and the report says why.`;
       original: await resolve(args.original), packed: await resolve(args.packed, 'tpk'), text: flags.text,
       ctx: flags.ctx, stride: flags.stride, maxTokens: flags['max-tokens'],
       promptsFile: flags.prompts, newTokens: flags['new-tokens'], thresholds,
-      reportPath: flags.report, embed: flags.embed, backend: flags.backend,
+      reportPath: flags.report, embed: flags.embed, backend: flags.backend, threads: flags.threads,
       onProgress: progress.update, onStage: progress.stage,
     });
     progress.done();

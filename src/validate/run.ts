@@ -33,6 +33,8 @@ export interface RunValidationOptions extends EvalInputOptions {
   /** Store the report (with its Markdown) in the packed .tpk's header as `validation`. */
   embed?: boolean;
   backend?: string;
+  /** native kernel threads (default: all cores) */
+  threads?: number;
   onProgress?: ProgressCallback;
   /** Told what runs next, in words ("loading the original"), for status lines. */
   onStage?: (stage: string) => void;
@@ -69,9 +71,9 @@ export async function runValidation(options: RunValidationOptions): Promise<RunV
   let report: ValidationReport;
   try {
     options.onStage?.('loading the original');
-    original = await loadModel(options.original, { backend: options.backend });
+    original = await loadModel(options.original, { backend: options.backend, threads: options.threads });
     options.onStage?.('loading the packed model');
-    packed = await loadModel(options.packed, { backend: options.backend });
+    packed = await loadModel(options.packed, { backend: options.backend, threads: options.threads });
     options.onStage?.('tokenizing the text');
     report = validateModels({
       original, packed, text: { path: options.text }, ctx: options.ctx, stride: options.stride, maxTokens: options.maxTokens,
