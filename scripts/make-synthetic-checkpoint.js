@@ -11,30 +11,15 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { f32ToF16Bits } from '../dist/formats/dtype.js';
 import { writeShardedSafetensors } from '../dist/formats/safetensors.js';
+import { TINYLLAMA, parseArgs, prng } from './synthetic-common.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const args = process.argv.slice(2);
-const layersAt = args.indexOf('--layers');
-const layers = layersAt === -1 ? 22 : Number(args.splice(layersAt, 2)[1]);
-const dir = path.resolve(root, args[0] ?? path.join('.cache', 'synthetic-2g'));
+const { dir, layers } = parseArgs('synthetic-2g');
 const SHARD_BYTES = 1_000_000_000;
 
-const hidden = 2048, intermediate = 5632, heads = 32, kvHeads = 4, vocab = 32000;
+const { hidden, intermediate, heads, kvHeads, vocab } = TINYLLAMA;
 const headDim = hidden / heads;
-
-/** mulberry32: a small, fast, well-mixed 32-bit PRNG; enough for weights nobody trains. */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 
 /**
  * 65,536 f16 samples of N(mean, std) (Box-Muller): drawing table entries at random gives

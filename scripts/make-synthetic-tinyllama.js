@@ -17,32 +17,16 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { f32ToF16Bits } from '../dist/formats/dtype.js';
 import { writeSafetensors } from '../dist/formats/safetensors.js';
 import { TpkWriter } from '../dist/formats/tpk.js';
+import { TINYLLAMA, parseArgs, prng, root } from './synthetic-common.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const args = process.argv.slice(2);
-const layersAt = args.indexOf('--layers');
-const layers = layersAt === -1 ? 22 : Number(args.splice(layersAt, 2)[1]);
-const dir = path.resolve(root, args[0] ?? path.join('.cache', 'synthetic-tinyllama'));
-
-const hidden = 2048, intermediate = 5632, heads = 32, kvHeads = 4, vocab = 32000;
+const { dir, layers } = parseArgs('synthetic-tinyllama');
+const { hidden, intermediate, heads, kvHeads, vocab } = TINYLLAMA;
 const kvDim = (hidden / heads) * kvHeads;
 const PROJ = [['self_attn.q_proj', hidden, hidden], ['self_attn.k_proj', kvDim, hidden], ['self_attn.v_proj', kvDim, hidden],
   ['self_attn.o_proj', hidden, hidden], ['mlp.gate_proj', intermediate, hidden], ['mlp.up_proj', intermediate, hidden], ['mlp.down_proj', hidden, intermediate]];
-
-/** mulberry32: small, fast, well mixed; enough for weights nobody trains. */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 
 /** t2 bytes of rows×cols uniform codes: one PRNG word per byte, each of its bytes b picks code (3b) >> 8. */
 function ternaryBytes(seed, count) {
