@@ -28,6 +28,7 @@ int tp_chunk_rows(int rows, size_t row_bytes);
 
 /* ---- CPU features ---- */
 int tp_has_avx2(void);
+int tp_has_avx512vnni(void); /* AVX-512 F/BW/VL/VNNI, and not forced portable */
 
 /* ---- ternary weights (tp_ternary.c) ---- */
 typedef struct {

@@ -23,6 +23,19 @@ int tp_has_avx2(void) {
 #endif
 }
 
+int tp_has_avx512vnni(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  static int cached = -1;
+  if (cached < 0) {
+    __builtin_cpu_init();
+    cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  }
+  return cached && tp_has_avx2();
+#else
+  return 0;
+#endif
+}
+
 #define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, "tritpack native: N-API call failed: " #call); return NULL; } } while (0)
 #define FAIL(...) do { char m_[256]; snprintf(m_, sizeof m_, __VA_ARGS__); napi_throw_range_error(env, NULL, m_); return NULL; } while (0)
 #define MAX_ARGS 12

@@ -13,7 +13,12 @@
 #include <string.h>
 
 #define TOKEN_TILE 64   /* tokens whose activations stay in L2 while a chunk of rows passes over them */
+#ifndef PREFETCH
+#define PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#endif
+#ifndef PREFETCH_AHEAD
 #define PREFETCH_AHEAD 4096
+#endif
 
 static inline int code_at(const uint8_t *row, int c) {
   return (row[(c >> 7) * TP_BLOCK_BYTES + (c & 31)] >> (2 * ((c >> 5) & 3))) & 3;
@@ -47,6 +52,7 @@ long long tp_repack(int packing, const uint8_t *packed, size_t packed_len, int r
 typedef struct {
   const tp_ternary *w;
   const int8_t *x;      /* n × xcols, zero padded */
+  const int8_t *xp;     /* the same permuted for dot_vnni, or NULL when it is not used */
   int xcols, n, groups, blocks_per_group, avx2;
   const int32_t *xsum;  /* n × groups: Σ q over each group's real columns */
   const float *sx, *bias;
@@ -111,6 +117,73 @@ static int32_t dot_scalar(const uint8_t *row, const int8_t *x, int c0, int c1) {
   return acc;
 }
 
+/*
+ * One token, AVX-512 VNNI: a 64-byte load holds two blocks (256 columns). Plane k is isolated with
+ * a mask alone, v & (3 << 2k) = c·4^k, without shifting it down: `vpdpbusd` (u8 × s8 → int32, exact)
+ * then sums 4^k·c·x, and the plane's total is divided by 4^k exactly at the end (every lane is a
+ * multiple of 4^k; |4^3 · Σ c·x| ≤ 64·2·128·cols stays in int32 up to 131072 columns). The
+ * activations are pre-permuted per call (`xp`, see permute_pairs) so that lanes 0–31 and 32–63 of a
+ * plane line up with the columns of the first and second block. Blocks [b0, b1), b0 even; an odd
+ * last block is done with the 256-bit form on the unpermuted activations. One and + one dot per
+ * 16 bytes of weights keeps a core streaming near DRAM speed.
+ */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+static int32_t dot_vnni(const uint8_t *w, const int8_t *xp, const int8_t *x, int b0, int b1) {
+  const __m512i m0 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(12), m2 = _mm512_set1_epi8(48), m3 = _mm512_set1_epi8((char)192);
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, e0 = a0, e1 = a0, e2 = a0, e3 = a0;
+  int b = b0;
+  for (; b + 4 <= b1; b += 4) {
+    const uint8_t *wb = w + (size_t)b * TP_BLOCK_BYTES;
+    const int8_t *xb = xp + (size_t)b * TP_BLOCK_COLS;
+    PREFETCH(wb + PREFETCH_AHEAD);
+    PREFETCH(wb + PREFETCH_AHEAD + 64);
+    const __m512i v = _mm512_loadu_si512(wb), u = _mm512_loadu_si512(wb + 64);
+    a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(v, m0), _mm512_load_si512(xb));
+    a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(v, m1), _mm512_load_si512(xb + 64));
+    a2 = _mm512_dpbusd_epi32(a2, _mm512_and_si512(v, m2), _mm512_load_si512(xb + 128));
+    a3 = _mm512_dpbusd_epi32(a3, _mm512_and_si512(v, m3), _mm512_load_si512(xb + 192));
+    e0 = _mm512_dpbusd_epi32(e0, _mm512_and_si512(u, m0), _mm512_load_si512(xb + 256));
+    e1 = _mm512_dpbusd_epi32(e1, _mm512_and_si512(u, m1), _mm512_load_si512(xb + 320));
+    e2 = _mm512_dpbusd_epi32(e2, _mm512_and_si512(u, m2), _mm512_load_si512(xb + 384));
+    e3 = _mm512_dpbusd_epi32(e3, _mm512_and_si512(u, m3), _mm512_load_si512(xb + 448));
+  }
+  if (b + 2 <= b1) {
+    const __m512i v = _mm512_loadu_si512(w + (size_t)b * TP_BLOCK_BYTES);
+    const int8_t *xb = xp + (size_t)b * TP_BLOCK_COLS;
+    a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(v, m0), _mm512_load_si512(xb));
+    a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(v, m1), _mm512_load_si512(xb + 64));
+    a2 = _mm512_dpbusd_epi32(a2, _mm512_and_si512(v, m2), _mm512_load_si512(xb + 128));
+    a3 = _mm512_dpbusd_epi32(a3, _mm512_and_si512(v, m3), _mm512_load_si512(xb + 192));
+    b += 2;
+  }
+  a0 = _mm512_add_epi32(a0, e0);
+  a1 = _mm512_srai_epi32(_mm512_add_epi32(a1, e1), 2);
+  a2 = _mm512_srai_epi32(_mm512_add_epi32(a2, e2), 4);
+  a3 = _mm512_srai_epi32(_mm512_add_epi32(a3, e3), 6);
+  int32_t s = _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
+  if (b < b1) {
+    const __m256i m = _mm256_set1_epi8(3), v = _mm256_loadu_si256((const __m256i *)(w + (size_t)b * TP_BLOCK_BYTES));
+    const int8_t *xb = x + (size_t)b * TP_BLOCK_COLS;
+    __m256i t = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(v, m), _mm256_loadu_si256((const __m256i *)xb));
+    t = _mm256_dpbusd_epi32(t, _mm256_and_si256(_mm256_srli_epi16(v, 2), m), _mm256_loadu_si256((const __m256i *)(xb + 32)));
+    t = _mm256_dpbusd_epi32(t, _mm256_and_si256(_mm256_srli_epi16(v, 4), m), _mm256_loadu_si256((const __m256i *)(xb + 64)));
+    t = _mm256_dpbusd_epi32(t, _mm256_and_si256(_mm256_srli_epi16(v, 6), m), _mm256_loadu_si256((const __m256i *)(xb + 96)));
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+    s += _mm_cvtsi128_si32(h);
+  }
+  return s;
+}
+
+/* xp for dot_vnni: for each pair of blocks (b, b+1) and plane k, the 32 activations of block b's
+ * plane k followed by block b+1's. An odd last block is left out (dot_vnni reads it from x). */
+static void permute_pairs(const int8_t *x, int nblocks, int8_t *xp) {
+  for (int b = 0; b + 2 <= nblocks; b += 2)
+    for (int k = 0; k < 4; k++)
+      for (int h = 0; h < 2; h++) memcpy(xp + (size_t)b * TP_BLOCK_COLS + k * 64 + h * 32, x + (size_t)(b + h) * TP_BLOCK_COLS + k * 32, 32);
+}
+
 /* Σ t·q of one row and one group (exact), from the Σ c·q the kernels compute. */
 static inline double group_term(const q8_ctx *k, int r, int g, int token, int32_t dot) {
   return (double)(dot - k->xsum[(size_t)token * k->groups + g]) * (double)scale_of(k->w, r, g, k->groups);
@@ -138,7 +211,11 @@ static void q8_rows_avx2(const q8_ctx *k, int r0, int r1, int t0, int t1) {
         int32_t *d = dots + (size_t)(r - rb) * TOKEN_TILE;
         int i = 0;
         for (; i + 4 <= nt; i += 4) dot_avx2(row, k->x + (size_t)(t0 + i) * k->xcols, k->xcols, b0, b1, d + i, 4);
-        for (; i < nt; i++) dot_avx2(row, k->x + (size_t)(t0 + i) * k->xcols, 0, b0, b1, d + i, 1);
+        for (; i < nt; i++) {
+          const size_t xo = (size_t)(t0 + i) * k->xcols;
+          if (k->xp) d[i] = dot_vnni(row, k->xp + xo, k->x + xo, b0, b1);
+          else dot_avx2(row, k->x + xo, 0, b0, b1, d + i, 1);
+        }
       }
       for (int r = rb; r < re; r++) {
         for (int i = 0; i < nt; i++) {
@@ -182,24 +259,46 @@ static void q8_chunk(void *p, int chunk) {
   }
 }
 
+/* Per-call activation scratch, kept between calls (a decode step makes ~150 of them); one per JS
+ * thread that calls in, since the addon may be loaded by worker threads. */
+static _Thread_local struct { void *p; size_t cap; } scratch;
+
+static void *scratch_get(size_t bytes) {
+  if (bytes > scratch.cap) {
+    free(scratch.p);
+    scratch.cap = bytes > 2 * scratch.cap ? bytes : 2 * scratch.cap;
+    scratch.p = aligned_alloc(64, scratch.cap);
+  }
+  return scratch.p;
+}
+
 void tp_ternary_q8(const tp_ternary *w, const int8_t *q, int n, const float *sx, const float *bias, float *out) {
   const int groups = (w->cols + w->group_size - 1) / w->group_size;
   const int avx2 = tp_has_avx2() && (groups == 1 || w->group_size % TP_BLOCK_COLS == 0);
-  const int xcols = w->row_bytes / TP_BLOCK_BYTES * TP_BLOCK_COLS;
-  /* 64-byte aligned: a 32-byte activation load must never straddle two cache lines */
-  const size_t xbytes = ((size_t)n * xcols + 63) / 64 * 64;
-  int8_t *x = aligned_alloc(64, xbytes);
-  memset(x, 0, xbytes);
-  int32_t *xsum = calloc((size_t)n * groups, sizeof(int32_t));
+  const int nblocks = w->row_bytes / TP_BLOCK_BYTES, bpg = groups == 1 ? nblocks : w->group_size / TP_BLOCK_COLS;
+  const int vnni = avx2 && tp_has_avx512vnni() && (groups == 1 || bpg % 2 == 0);
+  const int xcols = nblocks * TP_BLOCK_COLS;
+  /* 64-byte aligned: an activation load must never straddle two cache lines */
+  const size_t xbytes = ((size_t)n * xcols + 63) / 64 * 64, sumbytes = (size_t)n * groups * sizeof(int32_t);
+  uint8_t *buf = scratch_get(xbytes * (vnni ? 2 : 1) + sumbytes);
+  int8_t *x = (int8_t *)buf, *xp = vnni ? (int8_t *)buf + xbytes : NULL;
+  int32_t *xsum = (int32_t *)(buf + xbytes * (vnni ? 2 : 1));
   for (int i = 0; i < n; i++) {
-    memcpy(x + (size_t)i * xcols, q + (size_t)i * w->cols, (size_t)w->cols);
-    for (int c = 0; c < w->cols; c++) xsum[(size_t)i * groups + c / w->group_size] += q[(size_t)i * w->cols + c];
+    const int8_t *qi = q + (size_t)i * w->cols;
+    int8_t *xi = x + (size_t)i * xcols;
+    memcpy(xi, qi, (size_t)w->cols);
+    memset(xi + w->cols, 0, (size_t)(xcols - w->cols));
+    for (int g = 0; g < groups; g++) {
+      const int c1 = (g + 1) * w->group_size < w->cols ? (g + 1) * w->group_size : w->cols;
+      int32_t sum = 0;
+      for (int c = g * w->group_size; c < c1; c++) sum += qi[c];
+      xsum[(size_t)i * groups + g] = sum;
+    }
+    if (xp) permute_pairs(xi, nblocks, xp + (size_t)i * xcols);
   }
-  q8_ctx k = { w, x, xcols, n, groups, groups == 1 ? xcols / TP_BLOCK_COLS : w->group_size / TP_BLOCK_COLS, avx2, xsum, sx, bias, out, 0 };
+  q8_ctx k = { w, x, xp, xcols, n, groups, bpg, avx2, xsum, sx, bias, out, 0 };
   k.chunk_rows = tp_chunk_rows(w->rows, (size_t)w->row_bytes * (n < 4 ? 1 : 4));
   tp_pool_run(q8_chunk, &k, (w->rows + k.chunk_rows - 1) / k.chunk_rows);
-  free(x);
-  free(xsum);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
