@@ -28,7 +28,8 @@ int tp_chunk_rows(int rows, size_t row_bytes);
 
 /* ---- CPU features ---- */
 int tp_has_avx2(void);
-int tp_has_avx512vnni(void); /* AVX-512 F/BW/VL/VNNI, and not forced portable */
+int tp_has_avx512(void);     /* AVX-512 F/BW/VL, and not forced portable */
+int tp_has_avx512vnni(void); /* the same and VNNI */
 
 /* ---- ternary weights (tp_ternary.c) ---- */
 typedef struct {
