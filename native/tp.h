@@ -69,4 +69,6 @@ void tp_quantize(const float *x, int n, int cols, int8_t *q, float *scales);
 void tp_rmsnorm(const float *x, int n, int cols, const float *w, double eps, float *out);
 void tp_gated(const float *gate, const float *up, size_t count, int relu2, float *out);
 void tp_add(float *x, const float *y, size_t count);
+/* Rotate-half RoPE in place on x [n × heads × head_dim]; cos/sin [n × head_dim/2]. */
+void tp_rope(float *x, int n, int heads, int head_dim, const float *cos, const float *sin);
 #endif

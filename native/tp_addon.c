@@ -290,6 +290,20 @@ static napi_value js_add(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* rope(x, n, heads, headDim, cos, sin): in place */
+static napi_value js_rope(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  view x, c, s;
+  int n, heads, d;
+  if (!args(env, info, 6, argv) || !get_view(env, argv[0], napi_float32_array, 0, &x, "x must be a Float32Array") || !get_int(env, argv[1], &n, "n") ||
+      !get_int(env, argv[2], &heads, "heads") || !get_int(env, argv[3], &d, "headDim") ||
+      !get_view(env, argv[4], napi_float32_array, 0, &c, "cos must be a Float32Array") || !get_view(env, argv[5], napi_float32_array, 0, &s, "sin must be a Float32Array")) return NULL;
+  const size_t table = (size_t)n * (d / 2) * 4;
+  if (d % 2 != 0 || x.bytes < (size_t)n * heads * d * 4 || c.bytes < table || s.bytes < table) FAIL("rope: buffers shorter than %d × %d × %d needs", n, heads, d);
+  tp_rope(x.data, n, heads, d, c.data, s.data);
+  return NULL;
+}
+
 /* readBandwidth(bytes, reps) → GB/s of a streaming read with the pool's threads */
 static napi_value js_read_bandwidth(napi_env env, napi_callback_info info) {
   napi_value argv[MAX_ARGS];
@@ -347,6 +361,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "rmsnorm", NULL, js_rmsnorm, NULL, NULL, NULL, napi_default, NULL },
     { "gated", NULL, js_gated, NULL, NULL, NULL, napi_default, NULL },
     { "add", NULL, js_add, NULL, NULL, NULL, napi_default, NULL },
+    { "rope", NULL, js_rope, NULL, NULL, NULL, napi_default, NULL },
     { "readBandwidth", NULL, js_read_bandwidth, NULL, NULL, NULL, napi_default, NULL },
     { "allocWeights", NULL, js_alloc_weights, NULL, NULL, NULL, napi_default, NULL },
   };

@@ -100,3 +100,19 @@ void tp_gated(const float *gate, const float *up, size_t count, int relu2, float
 void tp_add(float *x, const float *y, size_t count) {
   for (size_t i = 0; i < count; i++) x[i] += y[i];
 }
+
+void tp_rope(float *x, int n, int heads, int head_dim, const float *cos, const float *sin) {
+  const int half = head_dim / 2;
+  for (int i = 0; i < n; i++) {
+    const float *c = cos + (size_t)i * half, *s = sin + (size_t)i * half;
+    for (int h = 0; h < heads; h++) {
+      float *o = x + ((size_t)i * heads + h) * head_dim;
+      for (int j = 0; j < half; j++) {
+        const float x1 = o[j], x2 = o[j + half];
+        /* float products, then one float rounding of each sum: the reference's fround(a) ∓ fround(b) stored to float32 */
+        o[j] = x1 * c[j] - x2 * s[j];
+        o[j + half] = x2 * c[j] + x1 * s[j];
+      }
+    }
+  }
+}

@@ -227,7 +227,7 @@ describe('runtime: native backend kernels vs the reference backend', function ()
     }
   });
 
-  it('element-wise steps repeat the reference bit for bit (quantization incl. ties, zeros, NaN; RMSNorm; relu²; adds), silu to rounding', () => {
+  it('element-wise steps repeat the reference bit for bit (quantization incl. ties, zeros, NaN; RMSNorm; relu²; adds; RoPE), silu to rounding', () => {
     const rand = rng(31);
     for (const [n, cols] of [[1, 1], [3, 7], [5, 2048], [2, 5632]] as const) {
       const x = randomFloats(rand, n * cols, 4);
@@ -246,6 +246,13 @@ describe('runtime: native backend kernels vs the reference backend', function ()
       native.addInPlace(s1, up);
       ref.addInPlace(s2, up);
       assert.ok(sameBits(s1, s2), 'add');
+      if (cols % 2 === 0) {
+        const half = cols / 2, cos = randomFloats(rand, n * half, 1), sin = randomFloats(rand, n * half, 1);
+        const r1 = x.slice(), r2 = x.slice();
+        native.rope(r1, n, 1, cols, cos, sin);
+        ref.rope(r2, n, 1, cols, cos, sin);
+        assert.ok(sameBits(r1, r2), `rope ${n}×${cols}`);
+      }
     }
     // Integer-valued activations give exact .5 ties under s = 127/max: half-to-even must match.
     const ties = Float32Array.from({ length: 254 }, (_, i) => (i - 127) / 2);

@@ -1,8 +1,8 @@
 /**
  * The native backend: the kernels run in tritpack's Node-API addon (native/, built by node-gyp at
  * install). Matmuls and attention are the work; the element-wise steps (activation quantization,
- * RMSNorm, gating, residual adds) are native too because in JavaScript they cost about a fifth of
- * a decode step, and they repeat the reference's roundings exactly. Only RoPE stays in TypeScript.
+ * RMSNorm, gating, residual adds, RoPE) are native too because in JavaScript they cost about a fifth
+ * of a decode step, and they repeat the reference's roundings exactly.
  *
  * Ternary weights are repacked once at load into the addon's compute layout (2-bit codes in
  * 128-column blocks, see native/tp.h); float weights are used in place from their stored bytes.
@@ -15,7 +15,6 @@ import { TritpackError } from '../../errors.js';
 import { dtypeByteSize, toFloat32, type FloatDType } from '../../formats/dtype.js';
 import { packedByteLength } from '../../formats/ternary.js';
 import type { AttentionShape, Backend, KvCache, PreparedWeight, QuantizedActivations, WeightSource } from '../backend.js';
-import { ReferenceBackend } from '../reference-backend.js';
 
 /** The addon's entry points (native/tp_addon.c). */
 export interface NativeAddon {
@@ -36,6 +35,7 @@ export interface NativeAddon {
   rmsnorm(x: Float32Array, n: number, cols: number, weight: Float32Array, eps: number, out: Float32Array): void;
   gated(gate: Float32Array, up: Float32Array, relu2: number, out: Float32Array): void;
   add(x: Float32Array, y: Float32Array): void;
+  rope(x: Float32Array, n: number, heads: number, headDim: number, cos: Float32Array, sin: Float32Array): void;
   readBandwidth(bytes: number, reps: number): number;
   /** A zeroed buffer outside the JS heap on huge pages where the OS allows (fewer TLB misses while streaming weights). */
   allocWeights(bytes: number): Uint8Array;
@@ -86,7 +86,6 @@ export interface NativeBackendOptions {
 export class NativeBackend implements Backend {
   readonly name = 'native';
   private readonly addon: NativeAddon;
-  private readonly ref = new ReferenceBackend();
 
   constructor(options: NativeBackendOptions = {}) {
     const addon = loadNativeAddon();
@@ -166,7 +165,7 @@ export class NativeBackend implements Backend {
     return out;
   }
 
-  rope(x: Float32Array, n: number, heads: number, headDim: number, cos: Float32Array, sin: Float32Array): void { this.ref.rope(x, n, heads, headDim, cos, sin); }
+  rope(x: Float32Array, n: number, heads: number, headDim: number, cos: Float32Array, sin: Float32Array): void { this.addon.rope(x, n, heads, headDim, cos, sin); }
 
   attention(q: Float32Array, n: number, cache: KvCache, shape: AttentionShape): Float32Array {
     const out = new Float32Array(n * shape.numHeads * shape.headDim);
