@@ -9,8 +9,6 @@
 #include <string.h>
 #include <time.h>
 
-#define PREFETCH_AHEAD 4096
-
 float tp_f16_to_f32(uint16_t h) {
   const uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
   uint32_t bits;
@@ -67,7 +65,7 @@ static inline void fdot_avx2(int dtype, const void *w, size_t base, const float 
   for (int j = 0; j < N; j++) a[j][0] = a[j][1] = _mm256_setzero_ps();
   int c = 0;
   for (; c + 16 <= cols; c += 16) {
-    if (N == 1) _mm_prefetch((const char *)w + (base + c) * esz + PREFETCH_AHEAD, _MM_HINT_T0);
+    if (N == 1) TP_PREFETCH((const char *)w + (base + c) * esz);
     const __m256 w0 = load8(dtype, w, base + c), w1 = load8(dtype, w, base + c + 8);
     for (int j = 0; j < N; j++) {
       a[j][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + j * xs + c), a[j][0]);
@@ -125,8 +123,7 @@ static inline void fdot_avx512(int dtype, const void *w, size_t base, const floa
   int c = 0;
   for (; c + 64 <= cols; c += 64) {
     if (N == 1) {
-      _mm_prefetch((const char *)w + (base + c) * esz + PREFETCH_AHEAD, _MM_HINT_T0);
-      if (esz == 4) _mm_prefetch((const char *)w + (base + c) * esz + PREFETCH_AHEAD + 64, _MM_HINT_T0);
+      for (size_t o = 0; o < 64 * esz; o += 64) TP_PREFETCH((const char *)w + (base + c) * esz + o);
     }
     const __m512 w0 = load16(dtype, w, base + c), w1 = load16(dtype, w, base + c + 16);
     const __m512 w2 = load16(dtype, w, base + c + 32), w3 = load16(dtype, w, base + c + 48);

@@ -13,12 +13,6 @@
 #include <string.h>
 
 #define TOKEN_TILE 64   /* tokens whose activations stay in L2 while a chunk of rows passes over them */
-#ifndef PREFETCH
-#define PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
-#endif
-#ifndef PREFETCH_AHEAD
-#define PREFETCH_AHEAD 4096
-#endif
 
 static inline int code_at(const uint8_t *row, int c) {
   return (row[(c >> 7) * TP_BLOCK_BYTES + (c & 31)] >> (2 * ((c >> 5) & 3))) & 3;
@@ -84,7 +78,7 @@ static inline void dot_avx2(const uint8_t *w, const int8_t *x, size_t xs, int b0
   int b = b0;
   for (; b + 2 <= b1; b += 2) {
     const uint8_t *wb = w + (size_t)b * TP_BLOCK_BYTES;
-    _mm_prefetch((const char *)wb + PREFETCH_AHEAD, _MM_HINT_T0);
+    TP_PREFETCH(wb);
     const __m256i v = _mm256_loadu_si256((const __m256i *)wb), u = _mm256_loadu_si256((const __m256i *)(wb + 32));
     const __m256i v0 = _mm256_and_si256(v, mask), v1 = _mm256_and_si256(_mm256_srli_epi16(v, 2), mask);
     const __m256i v2 = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask), v3 = _mm256_and_si256(_mm256_srli_epi16(v, 6), mask);
@@ -135,8 +129,8 @@ static int32_t dot_vnni(const uint8_t *w, const int8_t *xp, const int8_t *x, int
   for (; b + 4 <= b1; b += 4) {
     const uint8_t *wb = w + (size_t)b * TP_BLOCK_BYTES;
     const int8_t *xb = xp + (size_t)b * TP_BLOCK_COLS;
-    PREFETCH(wb + PREFETCH_AHEAD);
-    PREFETCH(wb + PREFETCH_AHEAD + 64);
+    TP_PREFETCH(wb);
+    TP_PREFETCH(wb + 64);
     const __m512i v = _mm512_loadu_si512(wb), u = _mm512_loadu_si512(wb + 64);
     a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(v, m0), _mm512_load_si512(xb));
     a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(v, m1), _mm512_load_si512(xb + 64));
@@ -321,7 +315,7 @@ static float tdot_avx2(const uint8_t *w, const float *x, int b0, int b1) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   for (int b = b0; b < b1; b++) {
     const uint8_t *wb = w + (size_t)b * TP_BLOCK_BYTES;
-    _mm_prefetch((const char *)wb + PREFETCH_AHEAD, _MM_HINT_T0);
+    TP_PREFETCH(wb);
     const __m256i v = _mm256_loadu_si256((const __m256i *)wb);
     for (int k = 0; k < 4; k++) {
       const __m256i c = _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_set1_epi32(2 * k)), mask);
