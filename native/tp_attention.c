@@ -28,6 +28,26 @@ static float dot_avx2(const float *a, const float *b, int d) {
   return s;
 }
 
+/* Four keys at once: the same FMA sequence per key as dot_avx2 (so the same scores), but four
+ * independent chains, so a 64-wide head is not bound by one chain's FMA latency. */
+__attribute__((target("avx2,fma")))
+static void dot4_avx2(const float *a, const float *k0, size_t stride, int d, float *out) {
+  __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+  int i = 0;
+  for (; i + 8 <= d; i += 8) {
+    const __m256 av = _mm256_loadu_ps(a + i);
+    for (int j = 0; j < 4; j++) acc[j] = _mm256_fmadd_ps(av, _mm256_loadu_ps(k0 + j * stride + i), acc[j]);
+  }
+  for (int j = 0; j < 4; j++) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[j]), _mm256_extractf128_ps(acc[j], 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float s = _mm_cvtss_f32(h);
+    for (int e = i; e < d; e++) s += a[e] * k0[j * stride + e];
+    out[j] = s;
+  }
+}
+
 __attribute__((target("avx2,fma")))
 static void axpy_avx2(float *y, float a, const float *x, int d) {
   const __m256 av = _mm256_set1_ps(a);
@@ -46,6 +66,32 @@ static void axpy_portable(float *y, float a, const float *x, int d) {
   for (int i = 0; i < d; i++) y[i] += a * x[i];
 }
 
+/*
+ * The value pass for a head width known at compile time: the output row stays in registers across
+ * keys (through memory, each key's update waited on the previous key's store). Per lane the same
+ * FMAs in the same order as axpy_avx2, so the results are unchanged.
+ */
+__attribute__((target("avx2,fma"), always_inline))
+static inline double values_avx2(float *o, const float *scores, float max, const float *v0, size_t stride, int from, int pos, const int D) {
+  __m256 acc[16];
+  for (int e = 0; e < D / 8; e++) acc[e] = _mm256_setzero_ps();
+  double sum = 0;
+  for (int j = from; j <= pos; j++) {
+    const float pj = expf(scores[j] - max);
+    sum += pj;
+    const __m256 pv = _mm256_set1_ps(pj);
+    const float *v = v0 + (size_t)j * stride;
+    for (int e = 0; e < D / 8; e++) acc[e] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + 8 * e), acc[e]);
+  }
+  for (int e = 0; e < D / 8; e++) _mm256_storeu_ps(o + 8 * e, acc[e]);
+  return sum;
+}
+
+__attribute__((target("avx2,fma")))
+static double values64_avx2(float *o, const float *scores, float max, const float *v0, size_t stride, int from, int pos) { return values_avx2(o, scores, max, v0, stride, from, pos, 64); }
+__attribute__((target("avx2,fma")))
+static double values128_avx2(float *o, const float *scores, float max, const float *v0, size_t stride, int from, int pos) { return values_avx2(o, scores, max, v0, stride, from, pos, 128); }
+
 static void att_chunk(void *p, int chunk) {
   const att_ctx *k = p;
   const int avx2 = tp_has_avx2(), d = k->head_dim, group = k->heads / k->kv_heads, kv_stride = k->kv_heads * d;
@@ -59,21 +105,32 @@ static void att_chunk(void *p, int chunk) {
     const float *q = k->q + (size_t)pair * d;
     const size_t ko = (size_t)(h / group) * d;
     float max = -INFINITY;
-    for (int j = from; j <= pos; j++) {
+    int j = from;
+    if (avx2) {
+      for (; j + 4 <= pos + 1; j += 4) {
+        dot4_avx2(q, k->keys + (size_t)j * kv_stride + ko, (size_t)kv_stride, d, scores + j);
+        for (int e = j; e < j + 4; e++) { scores[e] *= scale; if (scores[e] > max) max = scores[e]; }
+      }
+    }
+    for (; j <= pos; j++) {
       const float *key = k->keys + (size_t)j * kv_stride + ko;
       const float s = (avx2 ? dot_avx2(q, key, d) : dot_portable(q, key, d)) * scale;
       scores[j] = s;
       if (s > max) max = s;
     }
     float *o = k->out + (size_t)pair * d;
-    for (int e = 0; e < d; e++) o[e] = 0;
     double sum = 0;
-    for (int j = from; j <= pos; j++) {
-      const float pj = expf(scores[j] - max);
-      sum += pj;
-      const float *v = k->values + (size_t)j * kv_stride + ko;
-      if (avx2) axpy_avx2(o, pj, v, d);
-      else axpy_portable(o, pj, v, d);
+    if (avx2 && d == 64) sum = values64_avx2(o, scores, max, k->values + ko, (size_t)kv_stride, from, pos);
+    else if (avx2 && d == 128) sum = values128_avx2(o, scores, max, k->values + ko, (size_t)kv_stride, from, pos);
+    else {
+      for (int e = 0; e < d; e++) o[e] = 0;
+      for (int j = from; j <= pos; j++) {
+        const float pj = expf(scores[j] - max);
+        sum += pj;
+        const float *v = k->values + (size_t)j * kv_stride + ko;
+        if (avx2) axpy_avx2(o, pj, v, d);
+        else axpy_portable(o, pj, v, d);
+      }
     }
     const float inv = (float)(1.0 / sum);
     for (int e = 0; e < d; e++) o[e] *= inv;

@@ -150,7 +150,7 @@ function kernelsMatchReference(be: () => Backend): void {
 
   it('attention agrees with the reference (GQA, sliding window, odd head dims) and decode reproduces prefill', () => {
     const rand = rng(21);
-    for (const [heads, kvHeads, headDim, length, n, window] of [[8, 4, 16, 40, 40, null], [4, 1, 13, 33, 5, null], [6, 2, 64, 70, 1, 16], [2, 2, 8, 9, 3, 4]] as const) {
+    for (const [heads, kvHeads, headDim, length, n, window] of [[8, 4, 16, 40, 40, null], [4, 1, 13, 33, 5, null], [6, 2, 64, 70, 1, 16], [2, 2, 8, 9, 3, 4], [4, 2, 128, 37, 2, null]] as const) {
       const cache = { keys: randomFloats(rand, length * kvHeads * headDim), values: randomFloats(rand, length * kvHeads * headDim), length };
       const q = randomFloats(rand, n * heads * headDim, 2);
       const shape = { numHeads: heads, numKvHeads: kvHeads, headDim, slidingWindow: window };
