@@ -243,9 +243,28 @@ static void q8_rows_portable(const q8_ctx *k, int r0, int r1, int t0, int t1) {
   }
 }
 
+/* Decode (one token, VNNI): each row's dot and its epilogue straight away, no staging buffers.
+ * The same double steps in the same order as q8_rows_avx2, so the same bits. */
+static void q8_rows_decode(const q8_ctx *k, int r0, int r1) {
+  const tp_ternary *w = k->w;
+  const int nblocks = w->row_bytes / TP_BLOCK_BYTES;
+  const double sx = (double)k->sx[0];
+  for (int r = r0; r < r1; r++) {
+    const uint8_t *row = w->codes + (size_t)r * w->row_bytes;
+    double tot = 0;
+    for (int g = 0; g < k->groups; g++) {
+      const int b0 = g * k->blocks_per_group, b1 = b0 + k->blocks_per_group < nblocks ? b0 + k->blocks_per_group : nblocks;
+      const double term = group_term(k, r, g, 0, dot_vnni(row, k->xp, k->x, b0, b1));
+      tot = g == 0 ? 0.0 + term : tot + term;
+    }
+    k->out[r] = (float)(tot / sx + (k->bias ? (double)k->bias[r] : 0.0));
+  }
+}
+
 static void q8_chunk(void *p, int chunk) {
   const q8_ctx *k = p;
   const int r0 = chunk * k->chunk_rows, r1 = r0 + k->chunk_rows < k->w->rows ? r0 + k->chunk_rows : k->w->rows;
+  if (k->n == 1 && k->xp) { q8_rows_decode(k, r0, r1); return; }
   for (int t0 = 0; t0 < k->n; t0 += TOKEN_TILE) {
     const int t1 = t0 + TOKEN_TILE < k->n ? t0 + TOKEN_TILE : k->n;
     if (k->avx2) q8_rows_avx2(k, r0, r1, t0, t1);
