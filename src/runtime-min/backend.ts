@@ -78,29 +78,34 @@ export interface KvCache {
   length: number;
 }
 
+/**
+ * Methods that produce an activation take an optional `out` of exactly the result's length: a
+ * backend may write the result there and return it (no allocation per call while decoding), or
+ * ignore it and return a new array. Callers always use the returned array.
+ */
 export interface Backend {
   readonly name: string;
   /** One-time conversion of a stored weight into this backend's compute layout. */
   prepare(weight: WeightSource): PreparedWeight;
   /** out[n × rows] = x[n × cols] · Wᵀ (+ bias), float activations; W float or ternary. */
-  matmul(w: PreparedWeight, x: Float32Array, n: number, bias?: Float32Array): Float32Array;
+  matmul(w: PreparedWeight, x: Float32Array, n: number, bias?: Float32Array, out?: Float32Array): Float32Array;
   /** Quantize activations to int8 per token (BitNet BitLinear input). */
-  quantizeActivations(x: Float32Array, n: number, cols: number): QuantizedActivations;
+  quantizeActivations(x: Float32Array, n: number, cols: number, out?: QuantizedActivations): QuantizedActivations;
   /** out[n × rows] = (q · tᵀ, exact integer sums) · scale / s_x (+ bias); W must be ternary. */
-  matmulQ8(w: PreparedWeight, x: QuantizedActivations, bias?: Float32Array): Float32Array;
+  matmulQ8(w: PreparedWeight, x: QuantizedActivations, bias?: Float32Array, out?: Float32Array): Float32Array;
   /** Rows `ids` of W (embedding lookup), as float32 [ids.length × cols]. */
   gatherRows(w: PreparedWeight, ids: ArrayLike<number>): Float32Array;
   /** out = x / sqrt(mean(x²) + eps) · weight over each row of `cols` (torch float32 RMSNorm). */
-  rmsnorm(x: Float32Array, n: number, cols: number, weight: Float32Array, eps: number): Float32Array;
+  rmsnorm(x: Float32Array, n: number, cols: number, weight: Float32Array, eps: number, out?: Float32Array): Float32Array;
   /** Rotate-half RoPE in place on x [n × heads × headDim]; cos/sin are [n × headDim/2], row i for token i. */
   rope(x: Float32Array, n: number, heads: number, headDim: number, cos: Float32Array, sin: Float32Array): void;
   /**
    * Causal GQA attention of n new queries at positions cache.length − n … cache.length − 1 (their keys
    * and values already appended to the cache); q is [n × numHeads × headDim]; returns the same shape.
    */
-  attention(q: Float32Array, n: number, cache: KvCache, shape: AttentionShape): Float32Array;
+  attention(q: Float32Array, n: number, cache: KvCache, shape: AttentionShape, out?: Float32Array): Float32Array;
   /** out = act(gate) · up element-wise, act = silu (SwiGLU) or relu² (BitNet). */
-  gatedActivation(gate: Float32Array, up: Float32Array, act: 'silu' | 'relu2'): Float32Array;
+  gatedActivation(gate: Float32Array, up: Float32Array, act: 'silu' | 'relu2', out?: Float32Array): Float32Array;
   /** x += y element-wise (residual connections). */
   addInPlace(x: Float32Array, y: Float32Array): void;
   /** Release what prepare() allocated outside the JS heap (no-op for the reference). */

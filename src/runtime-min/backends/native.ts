@@ -83,6 +83,11 @@ export interface NativeBackendOptions {
   threads?: number;
 }
 
+/** The caller's destination when it has exactly the result's length (Backend's `out` contract), else a new array. */
+function reuse(into: Float32Array | undefined, length: number): Float32Array {
+  return into !== undefined && into.length === length ? into : new Float32Array(length);
+}
+
 export class NativeBackend implements Backend {
   readonly name = 'native';
   private readonly addon: NativeAddon;
@@ -120,18 +125,18 @@ export class NativeBackend implements Backend {
     } as NativeTernaryWeight;
   }
 
-  matmul(w: PreparedWeight, x: Float32Array, n: number, bias?: Float32Array): Float32Array {
+  matmul(w: PreparedWeight, x: Float32Array, n: number, bias?: Float32Array, into?: Float32Array): Float32Array {
     const weight = w as NativeWeight;
-    const out = new Float32Array(n * weight.rows);
+    const out = reuse(into, n * weight.rows);
     if (weight.kind === 'float') this.addon.floatMatmul(FLOAT_CODES[weight.dtype], weight.bytes, weight.rows, weight.cols, x, n, bias ?? null, out);
     else this.addon.ternaryF32(weight.codes, weight.rows, weight.cols, weight.scales, weight.scaleMode, weight.groupSize, x, n, bias ?? null, out);
     return out;
   }
 
-  matmulQ8(w: PreparedWeight, x: QuantizedActivations, bias?: Float32Array): Float32Array {
+  matmulQ8(w: PreparedWeight, x: QuantizedActivations, bias?: Float32Array, into?: Float32Array): Float32Array {
     const weight = w as NativeWeight;
     if (weight.kind !== 'ternary') throw new Error(`matmulQ8 needs a ternary weight; ${weight.name} is float`);
-    const out = new Float32Array(x.n * weight.rows);
+    const out = reuse(into, x.n * weight.rows);
     this.addon.ternaryQ8(weight.codes, weight.rows, weight.cols, weight.scales, weight.scaleMode, weight.groupSize, x.q, x.n, bias ?? null, out, x.scales);
     return out;
   }
@@ -152,28 +157,29 @@ export class NativeBackend implements Backend {
     return out;
   }
 
-  quantizeActivations(x: Float32Array, n: number, cols: number): QuantizedActivations {
-    const q = new Int8Array(n * cols);
-    const scales = new Float32Array(n);
+  quantizeActivations(x: Float32Array, n: number, cols: number, into?: QuantizedActivations): QuantizedActivations {
+    const fits = into !== undefined && into.q.length === n * cols && into.scales.length === n;
+    const q = fits ? into.q : new Int8Array(n * cols);
+    const scales = fits ? into.scales : new Float32Array(n);
     this.addon.quantize(x, n, cols, q, scales);
     return { n, cols, q, scales };
   }
 
-  rmsnorm(x: Float32Array, n: number, cols: number, weight: Float32Array, eps: number): Float32Array {
-    const out = new Float32Array(n * cols);
+  rmsnorm(x: Float32Array, n: number, cols: number, weight: Float32Array, eps: number, into?: Float32Array): Float32Array {
+    const out = reuse(into, n * cols);
     this.addon.rmsnorm(x, n, cols, weight, eps, out);
     return out;
   }
 
   rope(x: Float32Array, n: number, heads: number, headDim: number, cos: Float32Array, sin: Float32Array): void { this.addon.rope(x, n, heads, headDim, cos, sin); }
 
-  attention(q: Float32Array, n: number, cache: KvCache, shape: AttentionShape): Float32Array {
-    const out = new Float32Array(n * shape.numHeads * shape.headDim);
+  attention(q: Float32Array, n: number, cache: KvCache, shape: AttentionShape, into?: Float32Array): Float32Array {
+    const out = reuse(into, n * shape.numHeads * shape.headDim);
     this.addon.attention(q, n, cache.keys, cache.values, cache.length, shape.numHeads, shape.numKvHeads, shape.headDim, shape.slidingWindow ?? 0, out);
     return out;
   }
-  gatedActivation(gate: Float32Array, up: Float32Array, act: 'silu' | 'relu2'): Float32Array {
-    const out = new Float32Array(gate.length);
+  gatedActivation(gate: Float32Array, up: Float32Array, act: 'silu' | 'relu2', into?: Float32Array): Float32Array {
+    const out = reuse(into, gate.length);
     this.addon.gated(gate, up, act === 'relu2' ? 1 : 0, out);
     return out;
   }
