@@ -5,7 +5,8 @@
  * of a decode step, and they repeat the reference's roundings exactly.
  *
  * Ternary weights are repacked once at load into the addon's compute layout (2-bit codes in
- * 128-column blocks, see native/tp.h); float weights are used in place from their stored bytes.
+ * 128-column blocks, see native/tp.h), in memory outside the JS heap on huge pages; float weights
+ * are used in place from their stored bytes. Results go into the caller's `out` buffers when given.
  * `matmulQ8` is bit-identical to the reference (exact integer sums, then the same double-precision
  * steps); float matmuls accumulate in float32 lanes and agree to rounding.
  */
