@@ -57,23 +57,37 @@ static void quantize_row_avx2(const float *x, int cols, int8_t *q, float *scale)
   }
 }
 
+/* Rows are independent, so a window of several tokens (prefill) spreads them over the pool; each
+ * row's arithmetic is the same whichever thread runs it. */
+typedef struct { const float *x, *w; int cols; double eps; int8_t *q; float *f; } rows_ctx;
+
+static void quantize_chunk(void *p, int i) {
+  const rows_ctx *k = p;
+  const size_t o = (size_t)i * k->cols;
+  if (tp_has_avx2()) quantize_row_avx2(k->x + o, k->cols, k->q + o, k->f + i);
+  else quantize_row(k->x + o, k->cols, k->q + o, k->f + i);
+}
+
 void tp_quantize(const float *x, int n, int cols, int8_t *q, float *scales) {
-  const int avx2 = tp_has_avx2();
-  for (int i = 0; i < n; i++) {
-    if (avx2) quantize_row_avx2(x + (size_t)i * cols, cols, q + (size_t)i * cols, scales + i);
-    else quantize_row(x + (size_t)i * cols, cols, q + (size_t)i * cols, scales + i);
-  }
+  rows_ctx k = { x, NULL, cols, 0, q, scales };
+  tp_pool_run(quantize_chunk, &k, n);
+}
+
+static void rmsnorm_chunk(void *p, int i) {
+  const rows_ctx *k = p;
+  const int cols = k->cols;
+  const float *xi = k->x + (size_t)i * cols;
+  float *oi = k->f + (size_t)i * cols;
+  double sum = 0;
+  for (int c = 0; c < cols; c++) sum += (double)xi[c] * xi[c];
+  const float mean = (float)(sum / cols);
+  const float inv = (float)(1.0 / sqrt((double)(float)((double)mean + k->eps)));
+  for (int c = 0; c < cols; c++) oi[c] = k->w[c] * (xi[c] * inv);
 }
 
 void tp_rmsnorm(const float *x, int n, int cols, const float *w, double eps, float *out) {
-  for (int i = 0; i < n; i++) {
-    const float *xi = x + (size_t)i * cols;
-    double sum = 0;
-    for (int c = 0; c < cols; c++) sum += (double)xi[c] * xi[c];
-    const float mean = (float)(sum / cols);
-    const float inv = (float)(1.0 / sqrt((double)(float)((double)mean + eps)));
-    for (int c = 0; c < cols; c++) out[(size_t)i * cols + c] = w[c] * (xi[c] * inv);
-  }
+  rows_ctx k = { x, w, cols, eps, NULL, out };
+  tp_pool_run(rmsnorm_chunk, &k, n);
 }
 
 /* relu²(g)·up with AVX2: maxps(g, 0) returns its second operand for NaN and for −0, which is what
