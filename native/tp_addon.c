@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/mman.h>
 #include "tp.h"
 
@@ -317,16 +318,22 @@ static napi_value js_read_bandwidth(napi_env env, napi_callback_info info) {
 
 #define HUGE_PAGE (2u << 20)
 
-static void free_pages(napi_env env, void *data, void *hint) {
-  (void)env; (void)hint;
-  free(data);
+typedef struct { void *base; size_t length; } mapping;
+
+static void unmap_pages(napi_env env, void *data, void *hint) {
+  (void)env; (void)data;
+  mapping *m = hint;
+  munmap(m->base, m->length);
+  free(m);
 }
 
 /*
- * allocWeights(bytes) → a zeroed Uint8Array outside the JS heap, 2 MiB aligned, with transparent huge
- * pages requested (madvise; the machine's THP mode is "madvise"). Decoding streams every weight once
- * per token: with 4 KiB pages that is a TLB miss every 4 KiB, and the kernels lose ~10% of the
- * streaming rate to page walks (measured 17.8 → 20.2 GB/s at 2 threads on 190 MB of codes).
+ * allocWeights(bytes) → a zero-filled Uint8Array outside the JS heap: an anonymous mapping aligned to
+ * 2 MiB with transparent huge pages requested (madvise; the machine's THP mode is "madvise"). Pages
+ * are faulted in on first write, so a slab's unused tail costs no memory. Decoding streams every
+ * weight once per token: with 4 KiB pages that is a TLB miss every 4 KiB, and the kernels lose ~10%
+ * of the streaming rate to page walks (measured 17.8 → 20.2 GB/s at 2 threads on 190 MB of codes).
+ * The backend carves its weights out of a few large slabs, so small tensors share huge pages.
  */
 static napi_value js_alloc_weights(napi_env env, napi_callback_info info) {
   napi_value argv[MAX_ARGS], ab, arr;
@@ -334,14 +341,22 @@ static napi_value js_alloc_weights(napi_env env, napi_callback_info info) {
   if (!args(env, info, 1, argv)) return NULL;
   CHECK(napi_get_value_double(env, argv[0], &want));
   if (!(want >= 0 && want <= 1e15)) FAIL("allocWeights: %g bytes", want);
-  const size_t bytes = (size_t)want, rounded = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-  void *p = aligned_alloc(HUGE_PAGE, rounded > 0 ? rounded : HUGE_PAGE);
-  if (!p) FAIL("allocWeights: out of memory for %zu bytes", bytes);
+  const size_t bytes = (size_t)want, length = (bytes + 2 * (size_t)HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+  mapping *m = malloc(sizeof *m);
+  void *base = m ? mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
+  if (base == MAP_FAILED) { free(m); FAIL("allocWeights: out of memory for %zu bytes", bytes); }
+  m->base = base;
+  m->length = length;
+  uint8_t *p = (uint8_t *)(((uintptr_t)base + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE);
 #ifdef MADV_HUGEPAGE
-  if (rounded > 0) madvise(p, rounded, MADV_HUGEPAGE); /* advice only: without THP it is plain pages */
+  madvise(p, length - (size_t)(p - (uint8_t *)base), MADV_HUGEPAGE); /* advice only: without THP it is plain pages */
 #endif
-  memset(p, 0, bytes); /* first touch, after the advice, so the pages fault in huge */
-  if (napi_create_external_arraybuffer(env, p, bytes, free_pages, NULL, &ab) != napi_ok) { free(p); napi_throw_error(env, NULL, "allocWeights: external buffers unavailable"); return NULL; }
+  if (napi_create_external_arraybuffer(env, p, bytes, unmap_pages, m, &ab) != napi_ok) {
+    munmap(base, length);
+    free(m);
+    napi_throw_error(env, NULL, "allocWeights: external buffers unavailable");
+    return NULL;
+  }
   CHECK(napi_create_typedarray(env, napi_uint8_array, bytes, ab, 0, &arr));
   return arr;
 }

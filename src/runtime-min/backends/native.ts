@@ -38,7 +38,7 @@ export interface NativeAddon {
   add(x: Float32Array, y: Float32Array): void;
   rope(x: Float32Array, n: number, heads: number, headDim: number, cos: Float32Array, sin: Float32Array): void;
   readBandwidth(bytes: number, reps: number): number;
-  /** A zeroed buffer outside the JS heap on huge pages where the OS allows (fewer TLB misses while streaming weights). */
+  /** A zero-filled buffer outside the JS heap on huge pages where the OS allows (fewer TLB misses while streaming weights). */
   allocWeights(bytes: number): Uint8Array;
 }
 
@@ -84,6 +84,9 @@ export interface NativeBackendOptions {
   threads?: number;
 }
 
+/** Weights are carved out of mappings of this size (untouched tails cost no memory). */
+const SLAB_BYTES = 64 << 20;
+
 /** The caller's destination when it has exactly the result's length (Backend's `out` contract), else a new array. */
 function reuse(into: Float32Array | undefined, length: number): Float32Array {
   return into !== undefined && into.length === length ? into : new Float32Array(length);
@@ -92,6 +95,8 @@ function reuse(into: Float32Array | undefined, length: number): Float32Array {
 export class NativeBackend implements Backend {
   readonly name = 'native';
   private readonly addon: NativeAddon;
+  private slab: Uint8Array | null = null;
+  private slabUsed = 0;
 
   constructor(options: NativeBackendOptions = {}) {
     const addon = loadNativeAddon();
@@ -101,6 +106,22 @@ export class NativeBackend implements Backend {
       if (!Number.isInteger(options.threads) || options.threads < 1) throw new TritpackError(`threads must be a positive integer, got ${options.threads}`);
       addon.setThreads(options.threads);
     }
+  }
+
+  /**
+   * Room for one weight's codes in the current slab (64-byte aligned), or in a new one. Slabs are huge
+   * page mappings (allocWeights); sharing them keeps small tensors (k/v projections) on huge pages
+   * too without rounding each up to 2 MiB of resident memory.
+   */
+  private allocCodes(bytes: number): Uint8Array {
+    const span = Math.ceil(bytes / 64) * 64;
+    if (!this.slab || this.slabUsed + span > this.slab.length) {
+      this.slab = this.addon.allocWeights(Math.max(SLAB_BYTES, span));
+      this.slabUsed = 0;
+    }
+    const view = this.slab.subarray(this.slabUsed, this.slabUsed + bytes);
+    this.slabUsed += span;
+    return view;
   }
 
   /** Threads the kernels use now, the calling thread included. */
@@ -116,7 +137,7 @@ export class NativeBackend implements Backend {
     }
     const need = packedByteLength(weight.packing, rows * cols);
     if (weight.packed.length < need) throw new TritpackError(`${name}: ${weight.packing} data holds ${weight.packed.length} bytes, [${rows}, ${cols}] needs ${need}`);
-    const codes = this.addon.allocWeights(rows * Math.ceil(cols / 128) * 32);
+    const codes = this.allocCodes(rows * Math.ceil(cols / 128) * 32);
     const bad = this.addon.repack(weight.packing === 't2' ? 0 : 1, weight.packed, 0, rows, cols, codes);
     if (bad >= 0) throw new TritpackError(`${name}: t2 data holds the invalid code 3 at element ${bad}`);
     const groupSize = weight.granularity === 'group' ? weight.groupSize! : cols;
