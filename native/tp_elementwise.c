@@ -73,14 +73,58 @@ void tp_quantize(const float *x, int n, int cols, int8_t *q, float *scales) {
   tp_pool_run(quantize_chunk, &k, n);
 }
 
+/* Σ x² in the reference's order: one double add per column, each waiting on the last (~4 cycles a column). */
+static double sum_squares_sequential(const float *x, int cols) {
+  double sum = 0;
+  for (int c = 0; c < cols; c++) sum += (double)x[c] * x[c];
+  return sum;
+}
+
+/* Σ x² in sixteen double lanes (products of floats are exact in double, so an FMA rounds once, like the add). */
+__attribute__((target("avx2,fma")))
+static double sum_squares_avx2(const float *x, int cols) {
+  __m256d acc[4] = { _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd() };
+  int c = 0;
+  for (; c + 16 <= cols; c += 16) {
+    for (int j = 0; j < 4; j++) {
+      const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + c + 4 * j));
+      acc[j] = _mm256_fmadd_pd(v, v, acc[j]);
+    }
+  }
+  const __m256d a = _mm256_add_pd(_mm256_add_pd(acc[0], acc[1]), _mm256_add_pd(acc[2], acc[3]));
+  double lanes[4];
+  _mm256_storeu_pd(lanes, a);
+  double sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+  for (; c < cols; c++) sum += (double)x[c] * x[c];
+  return sum;
+}
+
+/*
+ * float(Σx² / cols) exactly as the reference rounds it (sequential double sum), without its serial
+ * dependency chain when that is provably unnecessary. The terms are exact non-negative doubles, so
+ * any summation order lands within (cols−1)·u·Σ of the exact sum (u = 2⁻⁵³), hence the reference's
+ * sum lies within 2·(cols−1)·u·Σ of the lane sum; 4·cols·u·sum bounds that with room for the
+ * rounding of the bounds themselves. Division and float conversion are monotonic, so when both
+ * ends of that interval give the same float, the reference's sum gives it too. Otherwise (about
+ * one row in 10⁵ at 5632 columns) or for non-finite sums, the sequential sum decides.
+ */
+static float mean_square(const float *x, int cols) {
+  if (!tp_has_avx2()) return (float)(sum_squares_sequential(x, cols) / cols);
+  const double sum = sum_squares_avx2(x, cols);
+  if (sum < INFINITY) {
+    const double slack = 4.0 * cols * 0x1p-53 * sum;
+    const float lo = (float)((sum - slack) / cols), hi = (float)((sum + slack) / cols);
+    if (lo == hi) return lo;
+  }
+  return (float)(sum_squares_sequential(x, cols) / cols);
+}
+
 static void rmsnorm_chunk(void *p, int i) {
   const rows_ctx *k = p;
   const int cols = k->cols;
   const float *xi = k->x + (size_t)i * cols;
   float *oi = k->f + (size_t)i * cols;
-  double sum = 0;
-  for (int c = 0; c < cols; c++) sum += (double)xi[c] * xi[c];
-  const float mean = (float)(sum / cols);
+  const float mean = mean_square(xi, cols);
   const float inv = (float)(1.0 / sqrt((double)(float)((double)mean + k->eps)));
   for (int c = 0; c < cols; c++) oi[c] = k->w[c] * (xi[c] * inv);
 }

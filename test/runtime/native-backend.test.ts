@@ -254,6 +254,13 @@ describe('runtime: native backend kernels vs the reference backend', function ()
         assert.ok(sameBits(r1, r2), `rope ${n}×${cols}`);
       }
     }
+    // Σx²/16 exactly halfway between two floats (up to even, then down to even): the lane sum cannot
+    // decide these, so the native RMSNorm must fall back to the reference's sequential sum.
+    for (const row of [[3941, 3121, 3235, 3966, 3705, 3658, 3902, 2960, 3861, 2989, 3531, 3706, 3248, 3245, 3928, 3364],
+      [3723, 3476, 2937, 3221, 3311, 3571, 3176, 3594, 3779, 3336, 3445, 3097, 3676, 3604, 3994, 3892]]) {
+      const x = Float32Array.from(row), w = new Float32Array(16).fill(1);
+      assert.ok(sameBits(native.rmsnorm(x, 1, 16, w, 1e-5), ref.rmsnorm(x, 1, 16, w, 1e-5)), `rmsnorm tie ${row[0]}`);
+    }
     // Integer-valued activations give exact .5 ties under s = 127/max: half-to-even must match.
     const ties = Float32Array.from({ length: 254 }, (_, i) => (i - 127) / 2);
     ties[0] = 127 * 2; // max 254 → s = 0.5, every x·s is k/4
