@@ -1,6 +1,7 @@
 /*
- * Causal GQA attention over the KV cache, one (query token, head) pair per work item. Scores and
- * the value sum use float32 lanes (AVX2 where available); the softmax normaliser is a double.
+ * Causal GQA attention over the KV cache, one (query token, head) pair per work item. Scores,
+ * softmax weights (a vectorised exp) and the value sum use float32 lanes (AVX2 where available);
+ * the softmax normaliser is a double.
  * A pair's arithmetic does not depend on how many tokens share the call, so KV-cached decoding
  * reproduces batched prefill exactly.
  */
@@ -67,30 +68,68 @@ static void axpy_portable(float *y, float a, const float *x, int d) {
 }
 
 /*
- * The value pass for a head width known at compile time: the output row stays in registers across
- * keys (through memory, each key's update waited on the previous key's store). Per lane the same
- * FMAs in the same order as axpy_avx2, so the results are unchanged.
+ * exp(x) for x ≤ 0 in eight float lanes (softmax weights exp(s − max)): x = n·ln2 + r with |r| ≤ ln2/2
+ * (ln2 in two parts, so r is exact enough), e^r by a degree-6 polynomial, 2^n into the exponent.
+ * Within 2 ulp of expf; below −87 (2^n no longer normal) the result is 0, where expf gives at most
+ * 1.7e-38; NaN stays NaN. Every lane computes the same function, so a score's weight does not
+ * depend on its position in the vector.
+ */
+__attribute__((target("avx2,fma")))
+static __m256 exp_nonpos_avx2(__m256 x) {
+  const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
+  x = _mm256_max_ps(_mm256_set1_ps(-87.0f), x); /* second operand wins for NaN: NaN stays */
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(tiny, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+/* scores[from..pos] ← exp(scores − max) in place; returns their sum (double, in order). A partial
+ * last vector goes through a padded copy, so every weight comes from the same vector code. */
+__attribute__((target("avx2,fma")))
+static double softmax_weights_avx2(float *scores, float max, int from, int pos) {
+  const __m256 mv = _mm256_set1_ps(max);
+  int j = from;
+  for (; j + 8 <= pos + 1; j += 8) _mm256_storeu_ps(scores + j, exp_nonpos_avx2(_mm256_sub_ps(_mm256_loadu_ps(scores + j), mv)));
+  if (j <= pos) {
+    float tail[8] = { 0 };
+    for (int e = j; e <= pos; e++) tail[e - j] = scores[e];
+    _mm256_storeu_ps(tail, exp_nonpos_avx2(_mm256_sub_ps(_mm256_loadu_ps(tail), mv)));
+    for (int e = j; e <= pos; e++) scores[e] = tail[e - j];
+  }
+  double sum = 0;
+  for (j = from; j <= pos; j++) sum += scores[j];
+  return sum;
+}
+
+/*
+ * The value pass, weights already computed, for a head width known at compile time: the output row
+ * stays in registers across keys. Per lane the same FMAs in the same order as axpy_avx2.
  */
 __attribute__((target("avx2,fma"), always_inline))
-static inline double values_avx2(float *o, const float *scores, float max, const float *v0, size_t stride, int from, int pos, const int D) {
+static inline void values_avx2(float *o, const float *weights, const float *v0, size_t stride, int from, int pos, const int D) {
   __m256 acc[16];
   for (int e = 0; e < D / 8; e++) acc[e] = _mm256_setzero_ps();
-  double sum = 0;
   for (int j = from; j <= pos; j++) {
-    const float pj = expf(scores[j] - max);
-    sum += pj;
-    const __m256 pv = _mm256_set1_ps(pj);
+    const __m256 pv = _mm256_set1_ps(weights[j]);
     const float *v = v0 + (size_t)j * stride;
     for (int e = 0; e < D / 8; e++) acc[e] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + 8 * e), acc[e]);
   }
   for (int e = 0; e < D / 8; e++) _mm256_storeu_ps(o + 8 * e, acc[e]);
-  return sum;
 }
 
 __attribute__((target("avx2,fma")))
-static double values64_avx2(float *o, const float *scores, float max, const float *v0, size_t stride, int from, int pos) { return values_avx2(o, scores, max, v0, stride, from, pos, 64); }
+static void values64_avx2(float *o, const float *weights, const float *v0, size_t stride, int from, int pos) { values_avx2(o, weights, v0, stride, from, pos, 64); }
 __attribute__((target("avx2,fma")))
-static double values128_avx2(float *o, const float *scores, float max, const float *v0, size_t stride, int from, int pos) { return values_avx2(o, scores, max, v0, stride, from, pos, 128); }
+static void values128_avx2(float *o, const float *weights, const float *v0, size_t stride, int from, int pos) { values_avx2(o, weights, v0, stride, from, pos, 128); }
 
 static void att_chunk(void *p, int chunk) {
   const att_ctx *k = p;
@@ -119,17 +158,22 @@ static void att_chunk(void *p, int chunk) {
       if (s > max) max = s;
     }
     float *o = k->out + (size_t)pair * d;
+    const float *v0 = k->values + ko;
     double sum = 0;
-    if (avx2 && d == 64) sum = values64_avx2(o, scores, max, k->values + ko, (size_t)kv_stride, from, pos);
-    else if (avx2 && d == 128) sum = values128_avx2(o, scores, max, k->values + ko, (size_t)kv_stride, from, pos);
-    else {
+    if (avx2) {
+      sum = softmax_weights_avx2(scores, max, from, pos);
+      if (d == 64) values64_avx2(o, scores, v0, (size_t)kv_stride, from, pos);
+      else if (d == 128) values128_avx2(o, scores, v0, (size_t)kv_stride, from, pos);
+      else {
+        for (int e = 0; e < d; e++) o[e] = 0;
+        for (int j = from; j <= pos; j++) axpy_avx2(o, scores[j], v0 + (size_t)j * kv_stride, d);
+      }
+    } else {
       for (int e = 0; e < d; e++) o[e] = 0;
       for (int j = from; j <= pos; j++) {
         const float pj = expf(scores[j] - max);
         sum += pj;
-        const float *v = k->values + (size_t)j * kv_stride + ko;
-        if (avx2) axpy_avx2(o, pj, v, d);
-        else axpy_portable(o, pj, v, d);
+        axpy_portable(o, pj, v0 + (size_t)j * kv_stride, d);
       }
     }
     const float inv = (float)(1.0 / sum);
