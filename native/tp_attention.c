@@ -92,22 +92,32 @@ static __m256 exp_nonpos_avx2(__m256 x) {
   return _mm256_andnot_ps(tiny, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
-/* scores[from..pos] ← exp(scores − max) in place; returns their sum (double, in order). A partial
- * last vector goes through a padded copy, so every weight comes from the same vector code. */
+/* scores[from..pos] ← exp(scores − max) in place; returns their sum, in eight double lanes (the
+ * lanes and their order depend only on from and pos). A partial last vector goes through a padded
+ * copy, so every weight comes from the same vector code. */
 __attribute__((target("avx2,fma")))
 static double softmax_weights_avx2(float *scores, float max, int from, int pos) {
   const __m256 mv = _mm256_set1_ps(max);
+  __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
   int j = from;
-  for (; j + 8 <= pos + 1; j += 8) _mm256_storeu_ps(scores + j, exp_nonpos_avx2(_mm256_sub_ps(_mm256_loadu_ps(scores + j), mv)));
+  for (; j + 8 <= pos + 1; j += 8) {
+    const __m256 w = exp_nonpos_avx2(_mm256_sub_ps(_mm256_loadu_ps(scores + j), mv));
+    _mm256_storeu_ps(scores + j, w);
+    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(w)));
+    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(w, 1)));
+  }
   if (j <= pos) {
     float tail[8] = { 0 };
     for (int e = j; e <= pos; e++) tail[e - j] = scores[e];
     _mm256_storeu_ps(tail, exp_nonpos_avx2(_mm256_sub_ps(_mm256_loadu_ps(tail), mv)));
     for (int e = j; e <= pos; e++) scores[e] = tail[e - j];
+    for (int e = pos + 1 - j; e < 8; e++) tail[e] = 0; /* padding lanes are not weights */
+    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm_loadu_ps(tail)));
+    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm_loadu_ps(tail + 4)));
   }
-  double sum = 0;
-  for (j = from; j <= pos; j++) sum += scores[j];
-  return sum;
+  double lanes[4];
+  _mm256_storeu_pd(lanes, _mm256_add_pd(lo, hi));
+  return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
 }
 
 /*
