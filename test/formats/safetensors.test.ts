@@ -351,19 +351,6 @@ describe('formats/safetensors', () => {
       preferred.close();
     });
 
-    it('reads the independently written shards in shared/fixtures when present', function () {
-      const shared = path.resolve(fixtureDir('llama-256'), '..', '..', '..', 'shared', 'fixtures', 'llama-256-sharded');
-      if (!existsSync(shared)) this.skip();
-      const ckpt = SafetensorsCheckpoint.open(shared);
-      const single = SafetensorsFile.open(modelFile('llama-256'));
-      try {
-        for (const t of single.tensors) assert.deepEqual(ckpt.readFloat32(t.name), single.readFloat32(t.name));
-      } finally {
-        ckpt.close();
-        single.close();
-      }
-    });
-
     it('writes a single model.safetensors without an index when everything fits, identical to the fixture', () => {
       const written = writeLlamaShards(tmp.dir, 10_000_000);
       assert.deepEqual(written, [path.join(tmp.dir, 'model.safetensors')]);
