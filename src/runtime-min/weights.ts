@@ -12,7 +12,7 @@ import { FormatError } from '../errors.js';
 import { isFloatDType } from '../formats/dtype.js';
 import { isTernaryEncoding } from '../formats/tpk.js';
 import { packTernary } from '../formats/ternary.js';
-import { ternarizeAbsmean } from '../converters/ternarize.js';
+import { ternarizeAbsmeanPacked } from '../converters/ternarize.js';
 import type { Backend, PreparedWeight, WeightSource } from './backend.js';
 import type { ModelConfig } from './config.js';
 import type { LayerWeights, ModelWeights } from './model.js';
@@ -124,8 +124,8 @@ function weightSource(src: ModelSource, cfg: ModelConfig, name: string, rows: nu
   }
   if (!ternaryRequired) return { kind: 'float', name, rows, cols, dtype: t.encoding, bytes: src.readBytes(name) };
   // transformers' WeightQuant: per tensor, s = 1/max(mean|W|, 1e-5), t = clamp(round(W·s)), W' = t/s (formula 'reference').
-  const tern = ternarizeAbsmean(src.readVector(name), rows, cols, { kind: 'tensor' }, 'reference');
-  return { kind: 'ternary', name, rows, cols, packing: 't2', packed: packTernary('t2', tern.codes), scales: tern.scales, granularity: 'tensor' };
+  const tern = ternarizeAbsmeanPacked(src.readVector(name), rows, cols, 't2', { kind: 'tensor' }, 'reference');
+  return { kind: 'ternary', name, rows, cols, packing: 't2', packed: tern.data, scales: tern.scales, granularity: 'tensor' };
 }
 
 /**
