@@ -21,7 +21,18 @@
  * the same kernel streams at ~20 GB/s on one core and near the DRAM limit on two (190 MB of codes).
  */
 #define TP_PREFETCH_AHEAD 8192
+#if defined(__x86_64__) || defined(__i386__)
+#define TP_X86 1
+#include <immintrin.h>
 #define TP_PREFETCH(p) _mm_prefetch((const char *)(p) + TP_PREFETCH_AHEAD, _MM_HINT_T2)
+#elif defined(__aarch64__)
+#define TP_ARM64 1
+#include <arm_neon.h>
+/* PRFM PLDL2KEEP (read, locality 2 = L2 on GCC and clang for AArch64), the same L2 target as on x86. */
+#define TP_PREFETCH(p) __builtin_prefetch((const char *)(p) + TP_PREFETCH_AHEAD, 0, 2)
+#else
+#define TP_PREFETCH(p) ((void)(p))
+#endif
 
 static inline int tp_row_bytes(int cols) { return (cols + TP_BLOCK_COLS - 1) / TP_BLOCK_COLS * TP_BLOCK_BYTES; }
 
@@ -38,6 +49,18 @@ int tp_chunk_rows(int rows, size_t row_bytes);
 int tp_has_avx2(void);
 int tp_has_avx512(void);     /* AVX-512 F/BW/VL, and not forced portable */
 int tp_has_avx512vnni(void); /* the same and VNNI */
+int tp_has_neon(void);       /* AArch64 Advanced SIMD (base ISA), and not forced portable */
+int tp_has_dotprod(void);    /* the same and SDOT (Armv8.2 dotprod, HWCAP_ASIMDDP) */
+/* The SIMD baseline every kernel file has a path for: AVX2/FMA/F16C on x86, NEON on AArch64. */
+static inline int tp_has_simd(void) {
+#if defined(TP_X86)
+  return tp_has_avx2();
+#elif defined(TP_ARM64)
+  return tp_has_neon();
+#else
+  return 0;
+#endif
+}
 
 /* ---- ternary weights (tp_ternary.c) ---- */
 typedef struct {

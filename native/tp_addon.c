@@ -11,6 +11,9 @@
 #include <string.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 #include "tp.h"
 
 static int force_portable = 0;
@@ -49,6 +52,24 @@ int tp_has_avx512vnni(void) {
     cached = __builtin_cpu_supports("avx512vnni");
   }
   return cached && tp_has_avx512();
+#else
+  return 0;
+#endif
+}
+
+int tp_has_neon(void) {
+#if defined(__aarch64__)
+  return !force_portable; /* Advanced SIMD is part of the AArch64 base ISA */
+#else
+  return 0;
+#endif
+}
+
+int tp_has_dotprod(void) {
+#if defined(__aarch64__) && defined(__linux__)
+  static int cached = -1;
+  if (cached < 0) cached = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+  return cached && tp_has_neon();
 #else
   return 0;
 #endif

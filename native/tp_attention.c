@@ -1,12 +1,11 @@
 /*
  * Causal GQA attention over the KV cache, one (query token, head) pair per work item. Scores,
- * softmax weights (a vectorised exp) and the value sum use float32 lanes (AVX2 where available);
- * the softmax normaliser is a double.
+ * softmax weights (a vectorised exp) and the value sum use float32 lanes (AVX2 or NEON where
+ * available); the softmax normaliser is a double.
  * A pair's arithmetic does not depend on how many tokens share the call, so KV-cached decoding
  * reproduces batched prefill exactly.
  */
 #include "tp.h"
-#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -16,8 +15,9 @@ typedef struct {
   int n, length, heads, kv_heads, head_dim, window, pairs_per_chunk;
 } att_ctx;
 
+#if defined(TP_X86)
 __attribute__((target("avx2,fma")))
-static float dot_avx2(const float *a, const float *b, int d) {
+static float dot_simd(const float *a, const float *b, int d) {
   __m256 acc = _mm256_setzero_ps();
   int i = 0;
   for (; i + 8 <= d; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
@@ -29,10 +29,10 @@ static float dot_avx2(const float *a, const float *b, int d) {
   return s;
 }
 
-/* Four keys at once: the same FMA sequence per key as dot_avx2 (so the same scores), but four
+/* Four keys at once: the same FMA sequence per key as dot_simd (so the same scores), but four
  * independent chains, so a 64-wide head is not bound by one chain's FMA latency. */
 __attribute__((target("avx2,fma")))
-static void dot4_avx2(const float *a, const float *k0, size_t stride, int d, float *out) {
+static void dot4_simd(const float *a, const float *k0, size_t stride, int d, float *out) {
   __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
   int i = 0;
   for (; i + 8 <= d; i += 8) {
@@ -50,12 +50,14 @@ static void dot4_avx2(const float *a, const float *k0, size_t stride, int d, flo
 }
 
 __attribute__((target("avx2,fma")))
-static void axpy_avx2(float *y, float a, const float *x, int d) {
+static void axpy_simd(float *y, float a, const float *x, int d) {
   const __m256 av = _mm256_set1_ps(a);
   int i = 0;
   for (; i + 8 <= d; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
   for (; i < d; i++) y[i] += a * x[i];
 }
+
+#endif
 
 static float dot_portable(const float *a, const float *b, int d) {
   float s = 0;
@@ -74,6 +76,7 @@ static void axpy_portable(float *y, float a, const float *x, int d) {
  * 1.7e-38; NaN stays NaN. Every lane computes the same function, so a score's weight does not
  * depend on its position in the vector.
  */
+#if defined(TP_X86)
 __attribute__((target("avx2,fma")))
 static __m256 exp_nonpos_avx2(__m256 x) {
   const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
@@ -96,7 +99,7 @@ static __m256 exp_nonpos_avx2(__m256 x) {
  * lanes and their order depend only on from and pos). A partial last vector goes through a padded
  * copy, so every weight comes from the same vector code. */
 __attribute__((target("avx2,fma")))
-static double softmax_weights_avx2(float *scores, float max, int from, int pos) {
+static double softmax_weights_simd(float *scores, float max, int from, int pos) {
   const __m256 mv = _mm256_set1_ps(max);
   __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
   int j = from;
@@ -122,7 +125,7 @@ static double softmax_weights_avx2(float *scores, float max, int from, int pos) 
 
 /*
  * The value pass, weights already computed, for a head width known at compile time: the output row
- * stays in registers across keys. Per lane the same FMAs in the same order as axpy_avx2.
+ * stays in registers across keys. Per lane the same FMAs in the same order as axpy_simd.
  */
 __attribute__((target("avx2,fma"), always_inline))
 static inline void values_avx2(float *o, const float *weights, const float *v0, size_t stride, int from, int pos, const int D) {
@@ -137,13 +140,117 @@ static inline void values_avx2(float *o, const float *weights, const float *v0, 
 }
 
 __attribute__((target("avx2,fma")))
-static void values64_avx2(float *o, const float *weights, const float *v0, size_t stride, int from, int pos) { values_avx2(o, weights, v0, stride, from, pos, 64); }
+static void values64_simd(float *o, const float *weights, const float *v0, size_t stride, int from, int pos) { values_avx2(o, weights, v0, stride, from, pos, 64); }
 __attribute__((target("avx2,fma")))
-static void values128_avx2(float *o, const float *weights, const float *v0, size_t stride, int from, int pos) { values_avx2(o, weights, v0, stride, from, pos, 128); }
+static void values128_simd(float *o, const float *weights, const float *v0, size_t stride, int from, int pos) { values_avx2(o, weights, v0, stride, from, pos, 128); }
+
+#elif defined(TP_ARM64)
+/* The NEON twins of the kernels above: a key's score is two 4-lane chains (8 columns a step) then a
+ * scalar tail, whether it is computed alone or with three other keys. */
+static float dot_simd(const float *a, const float *b, int d) {
+  float32x4_t acc0 = vdupq_n_f32(0), acc1 = acc0;
+  int i = 0;
+  for (; i + 8 <= d; i += 8) {
+    acc0 = vfmaq_f32(acc0, vld1q_f32(a + i), vld1q_f32(b + i));
+    acc1 = vfmaq_f32(acc1, vld1q_f32(a + i + 4), vld1q_f32(b + i + 4));
+  }
+  float s = vaddvq_f32(vaddq_f32(acc0, acc1));
+  for (; i < d; i++) s += a[i] * b[i];
+  return s;
+}
+
+static void dot4_simd(const float *a, const float *k0, size_t stride, int d, float *out) {
+  float32x4_t acc[4][2];
+  for (int j = 0; j < 4; j++) acc[j][0] = acc[j][1] = vdupq_n_f32(0);
+  int i = 0;
+  for (; i + 8 <= d; i += 8) {
+    const float32x4_t a0 = vld1q_f32(a + i), a1 = vld1q_f32(a + i + 4);
+    for (int j = 0; j < 4; j++) {
+      acc[j][0] = vfmaq_f32(acc[j][0], a0, vld1q_f32(k0 + j * stride + i));
+      acc[j][1] = vfmaq_f32(acc[j][1], a1, vld1q_f32(k0 + j * stride + i + 4));
+    }
+  }
+  for (int j = 0; j < 4; j++) {
+    float s = vaddvq_f32(vaddq_f32(acc[j][0], acc[j][1]));
+    for (int e = i; e < d; e++) s += a[e] * k0[j * stride + e];
+    out[j] = s;
+  }
+}
+
+static void axpy_simd(float *y, float a, const float *x, int d) {
+  const float32x4_t av = vdupq_n_f32(a);
+  int i = 0;
+  for (; i + 4 <= d; i += 4) vst1q_f32(y + i, vfmaq_f32(vld1q_f32(y + i), av, vld1q_f32(x + i)));
+  for (; i < d; i++) y[i] += a * x[i];
+}
+
+/* exp(x) for x ≤ 0 in four lanes: the same reduction, polynomial and limits as exp_nonpos_avx2
+ * (FRINTN rounds n to nearest even like vroundps; FMAX keeps NaN, and NaN < −87 is false). */
+static float32x4_t exp_nonpos_neon(float32x4_t x) {
+  const uint32x4_t tiny = vcltq_f32(x, vdupq_n_f32(-87.0f));
+  x = vmaxq_f32(vdupq_n_f32(-87.0f), x);
+  const float32x4_t n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(1.44269504088896341f)));
+  float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
+  r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+  float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
+  p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
+  p = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), p, vmulq_f32(r, r));
+  const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
+  return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(vmulq_f32(p, vreinterpretq_f32_s32(e))), tiny));
+}
+
+/* As softmax_weights_avx2 in four float lanes and four double lanes; a partial last vector goes
+ * through a padded copy. */
+static double softmax_weights_simd(float *scores, float max, int from, int pos) {
+  const float32x4_t mv = vdupq_n_f32(max);
+  float64x2_t lo = vdupq_n_f64(0), hi = lo;
+  int j = from;
+  for (; j + 4 <= pos + 1; j += 4) {
+    const float32x4_t w = exp_nonpos_neon(vsubq_f32(vld1q_f32(scores + j), mv));
+    vst1q_f32(scores + j, w);
+    lo = vaddq_f64(lo, vcvt_f64_f32(vget_low_f32(w)));
+    hi = vaddq_f64(hi, vcvt_high_f64_f32(w));
+  }
+  if (j <= pos) {
+    float tail[4] = { 0 };
+    for (int e = j; e <= pos; e++) tail[e - j] = scores[e];
+    vst1q_f32(tail, exp_nonpos_neon(vsubq_f32(vld1q_f32(tail), mv)));
+    for (int e = j; e <= pos; e++) scores[e] = tail[e - j];
+    for (int e = pos + 1 - j; e < 4; e++) tail[e] = 0; /* padding lanes are not weights */
+    const float32x4_t w = vld1q_f32(tail);
+    lo = vaddq_f64(lo, vcvt_f64_f32(vget_low_f32(w)));
+    hi = vaddq_f64(hi, vcvt_high_f64_f32(w));
+  }
+  return vaddvq_f64(vaddq_f64(lo, hi));
+}
+
+/* The value pass in slabs of 64 columns (sixteen 4-lane accumulators stay in registers); per lane the
+ * same FMAs in the same order as axpy_simd. */
+__attribute__((always_inline))
+static inline void values_neon(float *o, const float *weights, const float *v0, size_t stride, int from, int pos, const int D) {
+  for (int e0 = 0; e0 < D; e0 += 64) {
+    float32x4_t acc[16];
+    for (int e = 0; e < 16; e++) acc[e] = vdupq_n_f32(0);
+    for (int j = from; j <= pos; j++) {
+      const float32x4_t pv = vdupq_n_f32(weights[j]);
+      const float *v = v0 + (size_t)j * stride + e0;
+      for (int e = 0; e < 16; e++) acc[e] = vfmaq_f32(acc[e], pv, vld1q_f32(v + 4 * e));
+    }
+    for (int e = 0; e < 16; e++) vst1q_f32(o + e0 + 4 * e, acc[e]);
+  }
+}
+
+static void values64_simd(float *o, const float *weights, const float *v0, size_t stride, int from, int pos) { values_neon(o, weights, v0, stride, from, pos, 64); }
+static void values128_simd(float *o, const float *weights, const float *v0, size_t stride, int from, int pos) { values_neon(o, weights, v0, stride, from, pos, 128); }
+#endif
 
 static void att_chunk(void *p, int chunk) {
   const att_ctx *k = p;
-  const int avx2 = tp_has_avx2(), d = k->head_dim, group = k->heads / k->kv_heads, kv_stride = k->kv_heads * d;
+  const int simd = tp_has_simd(), d = k->head_dim, group = k->heads / k->kv_heads, kv_stride = k->kv_heads * d;
   const float scale = (float)(1.0 / sqrt((double)d));
   float *scores = malloc(sizeof(float) * (size_t)k->length);
   const int total = k->n * k->heads;
@@ -155,30 +262,39 @@ static void att_chunk(void *p, int chunk) {
     const size_t ko = (size_t)(h / group) * d;
     float max = -INFINITY;
     int j = from;
-    if (avx2) {
+#if defined(TP_X86) || defined(TP_ARM64)
+    if (simd) {
       for (; j + 4 <= pos + 1; j += 4) {
-        dot4_avx2(q, k->keys + (size_t)j * kv_stride + ko, (size_t)kv_stride, d, scores + j);
+        dot4_simd(q, k->keys + (size_t)j * kv_stride + ko, (size_t)kv_stride, d, scores + j);
         for (int e = j; e < j + 4; e++) { scores[e] *= scale; if (scores[e] > max) max = scores[e]; }
       }
     }
+#endif
     for (; j <= pos; j++) {
       const float *key = k->keys + (size_t)j * kv_stride + ko;
-      const float s = (avx2 ? dot_avx2(q, key, d) : dot_portable(q, key, d)) * scale;
+#if defined(TP_X86) || defined(TP_ARM64)
+      const float s = (simd ? dot_simd(q, key, d) : dot_portable(q, key, d)) * scale;
+#else
+      const float s = dot_portable(q, key, d) * scale;
+#endif
       scores[j] = s;
       if (s > max) max = s;
     }
     float *o = k->out + (size_t)pair * d;
     const float *v0 = k->values + ko;
     double sum = 0;
-    if (avx2) {
-      sum = softmax_weights_avx2(scores, max, from, pos);
-      if (d == 64) values64_avx2(o, scores, v0, (size_t)kv_stride, from, pos);
-      else if (d == 128) values128_avx2(o, scores, v0, (size_t)kv_stride, from, pos);
+#if defined(TP_X86) || defined(TP_ARM64)
+    if (simd) {
+      sum = softmax_weights_simd(scores, max, from, pos);
+      if (d == 64) values64_simd(o, scores, v0, (size_t)kv_stride, from, pos);
+      else if (d == 128) values128_simd(o, scores, v0, (size_t)kv_stride, from, pos);
       else {
         for (int e = 0; e < d; e++) o[e] = 0;
-        for (int j = from; j <= pos; j++) axpy_avx2(o, scores[j], v0 + (size_t)j * kv_stride, d);
+        for (int j = from; j <= pos; j++) axpy_simd(o, scores[j], v0 + (size_t)j * kv_stride, d);
       }
-    } else {
+    } else
+#endif
+    {
       for (int e = 0; e < d; e++) o[e] = 0;
       for (int j = from; j <= pos; j++) {
         const float pj = expf(scores[j] - max);

@@ -6,7 +6,6 @@
  * Build flags keep the compiler from fusing or reordering (-ffp-contract=off, no fast-math).
  */
 #include "tp.h"
-#include <immintrin.h>
 #include <math.h>
 
 /* One token's row, portable: max |x| (NaN wins), s = 127 / max(max, eps) rounded to float, q = rint(x·s). */
@@ -22,10 +21,11 @@ static void quantize_row(const float *x, int cols, int8_t *q, float *scale) {
   }
 }
 
+#if defined(TP_X86)
 /* The same with AVX2: max over |x| in eight lanes, vroundps as rint. Rows holding NaN or ±Inf
  * (where s·x gives NaN, which the reference maps to 0) take the portable path. */
 __attribute__((target("avx2")))
-static void quantize_row_avx2(const float *x, int cols, int8_t *q, float *scale) {
+static void quantize_row_simd(const float *x, int cols, int8_t *q, float *scale) {
   const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   __m256 m = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
   int c = 0;
@@ -57,6 +57,38 @@ static void quantize_row_avx2(const float *x, int cols, int8_t *q, float *scale)
   }
 }
 
+#elif defined(TP_ARM64)
+/* The same with NEON: max over |x| in four lanes, FRINTN (ties to even, as rint in the default
+ * rounding mode), saturating narrows after the clamp. NaN or ±Inf rows take the portable path. */
+static void quantize_row_simd(const float *x, int cols, int8_t *q, float *scale) {
+  float32x4_t m = vdupq_n_f32(0);
+  uint32x4_t bad = vdupq_n_u32(0);
+  int c = 0;
+  for (; c + 4 <= cols; c += 4) {
+    const float32x4_t a = vabsq_f32(vld1q_f32(x + c));
+    m = vmaxq_f32(m, a);
+    bad = vorrq_u32(bad, vmvnq_u32(vcltq_f32(a, vdupq_n_f32(INFINITY)))); /* NaN or ±Inf */
+  }
+  double max = vmaxvq_f32(m);
+  int has_nan = vmaxvq_u32(bad) != 0;
+  for (; c < cols; c++) { const double a = fabs((double)x[c]); if (!(a < INFINITY)) has_nan = 1; else if (a > max) max = a; }
+  if (has_nan) { quantize_row(x, cols, q, scale); return; }
+  const double eps = (double)1e-5f;
+  const float s = (float)(127.0 / (max > eps ? max : eps));
+  *scale = s;
+  const float32x4_t sv = vdupq_n_f32(s), lo = vdupq_n_f32(-128.0f), hi = vdupq_n_f32(127.0f);
+  for (c = 0; c + 8 <= cols; c += 8) {
+    const float32x4_t r0 = vrndnq_f32(vmulq_f32(vld1q_f32(x + c), sv)), r1 = vrndnq_f32(vmulq_f32(vld1q_f32(x + c + 4), sv));
+    const int32x4_t i0 = vcvtq_s32_f32(vminq_f32(vmaxq_f32(r0, lo), hi)), i1 = vcvtq_s32_f32(vminq_f32(vmaxq_f32(r1, lo), hi));
+    vst1_s8(q + c, vqmovn_s16(vcombine_s16(vqmovn_s32(i0), vqmovn_s32(i1))));
+  }
+  for (; c < cols; c++) {
+    const float v = rintf(x[c] * s);
+    q[c] = v < -128 ? -128 : v > 127 ? 127 : (int8_t)v;
+  }
+}
+#endif
+
 /* Rows are independent, so a window of several tokens (prefill) spreads them over the pool; each
  * row's arithmetic is the same whichever thread runs it. */
 typedef struct { const float *x, *w; int cols; double eps; int8_t *q; float *f; } rows_ctx;
@@ -64,8 +96,11 @@ typedef struct { const float *x, *w; int cols; double eps; int8_t *q; float *f; 
 static void quantize_chunk(void *p, int i) {
   const rows_ctx *k = p;
   const size_t o = (size_t)i * k->cols;
-  if (tp_has_avx2()) quantize_row_avx2(k->x + o, k->cols, k->q + o, k->f + i);
-  else quantize_row(k->x + o, k->cols, k->q + o, k->f + i);
+#if defined(TP_X86) || defined(TP_ARM64)
+  if (tp_has_simd()) quantize_row_simd(k->x + o, k->cols, k->q + o, k->f + i);
+  else
+#endif
+  quantize_row(k->x + o, k->cols, k->q + o, k->f + i);
 }
 
 void tp_quantize(const float *x, int n, int cols, int8_t *q, float *scales) {
@@ -80,9 +115,10 @@ static double sum_squares_sequential(const float *x, int cols) {
   return sum;
 }
 
+#if defined(TP_X86)
 /* Σ x² in sixteen double lanes (products of floats are exact in double, so an FMA rounds once, like the add). */
 __attribute__((target("avx2,fma")))
-static double sum_squares_avx2(const float *x, int cols) {
+static double sum_squares_simd(const float *x, int cols) {
   __m256d acc[4] = { _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd() };
   int c = 0;
   for (; c + 16 <= cols; c += 16) {
@@ -99,6 +135,26 @@ static double sum_squares_avx2(const float *x, int cols) {
   return sum;
 }
 
+#elif defined(TP_ARM64)
+/* Σ x² in eight double lanes (four chains of two), exact products as above. */
+static double sum_squares_simd(const float *x, int cols) {
+  float64x2_t acc[4] = { vdupq_n_f64(0), vdupq_n_f64(0), vdupq_n_f64(0), vdupq_n_f64(0) };
+  int c = 0;
+  for (; c + 8 <= cols; c += 8) {
+    const float32x4_t v0 = vld1q_f32(x + c), v1 = vld1q_f32(x + c + 4);
+    const float64x2_t d0 = vcvt_f64_f32(vget_low_f32(v0)), d1 = vcvt_high_f64_f32(v0);
+    const float64x2_t d2 = vcvt_f64_f32(vget_low_f32(v1)), d3 = vcvt_high_f64_f32(v1);
+    acc[0] = vfmaq_f64(acc[0], d0, d0);
+    acc[1] = vfmaq_f64(acc[1], d1, d1);
+    acc[2] = vfmaq_f64(acc[2], d2, d2);
+    acc[3] = vfmaq_f64(acc[3], d3, d3);
+  }
+  double sum = vaddvq_f64(vaddq_f64(vaddq_f64(acc[0], acc[1]), vaddq_f64(acc[2], acc[3])));
+  for (; c < cols; c++) sum += (double)x[c] * x[c];
+  return sum;
+}
+#endif
+
 /*
  * float(Σx² / cols) exactly as the reference rounds it (sequential double sum), without its serial
  * dependency chain when that is provably unnecessary. The terms are exact non-negative doubles, so
@@ -109,13 +165,15 @@ static double sum_squares_avx2(const float *x, int cols) {
  * one row in 10⁵ at 5632 columns) or for non-finite sums, the sequential sum decides.
  */
 static float mean_square(const float *x, int cols) {
-  if (!tp_has_avx2()) return (float)(sum_squares_sequential(x, cols) / cols);
-  const double sum = sum_squares_avx2(x, cols);
+  if (!tp_has_simd()) return (float)(sum_squares_sequential(x, cols) / cols);
+#if defined(TP_X86) || defined(TP_ARM64)
+  const double sum = sum_squares_simd(x, cols);
   if (sum < INFINITY) {
     const double slack = 4.0 * cols * 0x1p-53 * sum;
     const float lo = (float)((sum - slack) / cols), hi = (float)((sum + slack) / cols);
     if (lo == hi) return lo;
   }
+#endif
   return (float)(sum_squares_sequential(x, cols) / cols);
 }
 
@@ -134,10 +192,11 @@ void tp_rmsnorm(const float *x, int n, int cols, const float *w, double eps, flo
   tp_pool_run(rmsnorm_chunk, &k, n);
 }
 
+#if defined(TP_X86)
 /* relu²(g)·up with AVX2: maxps(g, 0) returns its second operand for NaN and for −0, which is what
  * the reference's `g > 0 ? g·g : 0` gives (0·0 = 0). */
 __attribute__((target("avx2")))
-static size_t relu2_avx2(const float *gate, const float *up, size_t count, float *out) {
+static size_t relu2_simd(const float *gate, const float *up, size_t count, float *out) {
   size_t i = 0;
   for (; i + 8 <= count; i += 8) {
     const __m256 r = _mm256_max_ps(_mm256_loadu_ps(gate + i), _mm256_setzero_ps());
@@ -146,8 +205,26 @@ static size_t relu2_avx2(const float *gate, const float *up, size_t count, float
   return i;
 }
 
+#elif defined(TP_ARM64)
+/* relu²(g)·up with NEON: g kept where g > 0 and +0 elsewhere (NaN and −0 included), by a compare
+ * mask rather than FMAX, which would propagate NaN. */
+static size_t relu2_simd(const float *gate, const float *up, size_t count, float *out) {
+  size_t i = 0;
+  for (; i + 4 <= count; i += 4) {
+    const float32x4_t g = vld1q_f32(gate + i);
+    const float32x4_t r = vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(g), vcgtq_f32(g, vdupq_n_f32(0))));
+    vst1q_f32(out + i, vmulq_f32(vmulq_f32(r, r), vld1q_f32(up + i)));
+  }
+  return i;
+}
+#endif
+
 void tp_gated(const float *gate, const float *up, size_t count, int relu2, float *out) {
-  size_t i = relu2 && tp_has_avx2() ? relu2_avx2(gate, up, count, out) : 0;
+#if defined(TP_X86) || defined(TP_ARM64)
+  size_t i = relu2 && tp_has_simd() ? relu2_simd(gate, up, count, out) : 0;
+#else
+  size_t i = 0;
+#endif
   for (; i < count; i++) {
     const float g = gate[i];
     const float a = relu2 ? (g > 0 ? g * g : 0.0f) : (float)((double)g / (1.0 + exp(-(double)g)));

@@ -1,10 +1,10 @@
 /*
  * Float-weight kernels (embeddings, lm_head, projections kept in f32/f16/bf16) and the streaming
  * read-bandwidth probe the benchmark uses for its roofline. Weights are read in place from the
- * caller's buffer (no copy); f16 is widened with F16C, bf16 with a 16-bit shift.
+ * caller's buffer (no copy); f16 is widened with F16C (x86) or FCVTL (AArch64 base ISA), bf16
+ * with a 16-bit shift.
  */
 #include "tp.h"
-#include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -36,6 +36,7 @@ static inline float load1(int dtype, const void *w, size_t i) {
   return f;
 }
 
+#if defined(TP_X86)
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline __m256 load8(int dtype, const void *w, size_t i) {
   if (dtype == TP_F32) return _mm256_loadu_ps((const float *)w + i);
@@ -151,13 +152,72 @@ __attribute__((target(AVX512)))
 static void fdot4_avx512(int dtype, const void *w, size_t base, const float *x, size_t xs, int cols, float *out) { fdot_avx512(dtype, w, base, x, xs, cols, out, 4); }
 __attribute__((target(AVX512)))
 static void fdot1_avx512(int dtype, const void *w, size_t base, const float *x, int cols, float *out) { fdot_avx512(dtype, w, base, x, 0, cols, out, 1); }
+#endif
 
 typedef struct {
-  int dtype, rows, cols, n, avx2, avx512, chunk_rows;
+  int dtype, rows, cols, n, simd, avx512, chunk_rows;
   const void *w;
   const float *x, *bias;
   float *out;
 } fm_ctx;
+
+#if defined(TP_X86)
+/* Σ w·x of one row for 4 tokens (x: 4 rows of cols) or for 1, with the widest kernel the CPU has. */
+static void fdot4_simd(const fm_ctx *k, size_t base, const float *x, float *out) {
+  if (k->avx512) fdot4_avx512(k->dtype, k->w, base, x, (size_t)k->cols, k->cols, out);
+  else fdot4_avx2(k->dtype, k->w, base, x, (size_t)k->cols, k->cols, out);
+}
+static void fdot1_simd(const fm_ctx *k, size_t base, const float *x, float *out) {
+  if (k->avx512) fdot1_avx512(k->dtype, k->w, base, x, k->cols, out);
+  else fdot1_avx2(k->dtype, k->w, base, x, k->cols, out);
+}
+
+#elif defined(TP_ARM64)
+static inline float32x4_t load4(int dtype, const void *w, size_t i) {
+  if (dtype == TP_F32) return vld1q_f32((const float *)w + i);
+  const uint16x4_t h = vld1_u16((const uint16_t *)w + i);
+  if (dtype == TP_F16) return vcvt_f32_f16(vreinterpret_f16_u16(h));
+  return vreinterpretq_f32_u32(vshll_n_u16(h, 16));
+}
+
+/*
+ * NEON form of fdot: four accumulator chains of 4 lanes per token (16 columns per step), then 4-column
+ * steps into chains 0, 1, 2, and the last cols % 4 columns one by one after the lane sum. As on x86
+ * the order of the additions depends only on the column, never on N (KV-cached decoding reproduces
+ * batched prefill exactly).
+ */
+__attribute__((always_inline))
+static inline void fdot_neon(int dtype, const void *w, size_t base, const float *x, size_t xs, int cols, float *out, const int N) {
+  const size_t esz = dtype == TP_F32 ? 4 : 2;
+  float32x4_t a[4][4];
+  for (int j = 0; j < N; j++) a[j][0] = a[j][1] = a[j][2] = a[j][3] = vdupq_n_f32(0);
+  int c = 0;
+  for (; c + 16 <= cols; c += 16) {
+    if (N == 1) TP_PREFETCH((const char *)w + (base + c) * esz);
+    const float32x4_t w0 = load4(dtype, w, base + c), w1 = load4(dtype, w, base + c + 4);
+    const float32x4_t w2 = load4(dtype, w, base + c + 8), w3 = load4(dtype, w, base + c + 12);
+    for (int j = 0; j < N; j++) {
+      const float *xj = x + j * xs + c;
+      a[j][0] = vfmaq_f32(a[j][0], w0, vld1q_f32(xj));
+      a[j][1] = vfmaq_f32(a[j][1], w1, vld1q_f32(xj + 4));
+      a[j][2] = vfmaq_f32(a[j][2], w2, vld1q_f32(xj + 8));
+      a[j][3] = vfmaq_f32(a[j][3], w3, vld1q_f32(xj + 12));
+    }
+  }
+  for (int q = 0; c + 4 <= cols; c += 4, q++) {
+    const float32x4_t w0 = load4(dtype, w, base + c);
+    for (int j = 0; j < N; j++) a[j][q] = vfmaq_f32(a[j][q], w0, vld1q_f32(x + j * xs + c));
+  }
+  for (int j = 0; j < N; j++) out[j] = vaddvq_f32(vaddq_f32(vaddq_f32(a[j][0], a[j][1]), vaddq_f32(a[j][2], a[j][3])));
+  for (; c < cols; c++) {
+    const float v = load1(dtype, w, base + c);
+    for (int j = 0; j < N; j++) out[j] += v * x[j * xs + c];
+  }
+}
+
+static void fdot4_simd(const fm_ctx *k, size_t base, const float *x, float *out) { fdot_neon(k->dtype, k->w, base, x, (size_t)k->cols, k->cols, out, 4); }
+static void fdot1_simd(const fm_ctx *k, size_t base, const float *x, float *out) { fdot_neon(k->dtype, k->w, base, x, 0, k->cols, out, 1); }
+#endif
 
 #define TOKEN_TILE 64
 
@@ -170,20 +230,21 @@ static void fm_chunk(void *p, int chunk) {
       const size_t base = (size_t)r * k->cols;
       const float b = k->bias ? k->bias[r] : 0.0f;
       int i = t0;
-      if (k->avx2) {
+#if defined(TP_X86) || defined(TP_ARM64)
+      if (k->simd) {
         for (; i + 4 <= t1; i += 4) {
           float d[4];
-          if (k->avx512) fdot4_avx512(k->dtype, k->w, base, k->x + (size_t)i * k->cols, (size_t)k->cols, k->cols, d);
-          else fdot4_avx2(k->dtype, k->w, base, k->x + (size_t)i * k->cols, (size_t)k->cols, k->cols, d);
+          fdot4_simd(k, base, k->x + (size_t)i * k->cols, d);
           for (int j = 0; j < 4; j++) k->out[(size_t)(i + j) * k->rows + r] = d[j] + b;
         }
         for (; i < t1; i++) {
           float d;
-          if (k->avx512) fdot1_avx512(k->dtype, k->w, base, k->x + (size_t)i * k->cols, k->cols, &d);
-          else fdot1_avx2(k->dtype, k->w, base, k->x + (size_t)i * k->cols, k->cols, &d);
+          fdot1_simd(k, base, k->x + (size_t)i * k->cols, &d);
           k->out[(size_t)i * k->rows + r] = d + b;
         }
-      } else {
+      } else
+#endif
+      {
         for (; i < t1; i++) {
           const float *x = k->x + (size_t)i * k->cols;
           double s = 0;
@@ -196,7 +257,7 @@ static void fm_chunk(void *p, int chunk) {
 }
 
 void tp_float_matmul(int dtype, const void *w, int rows, int cols, const float *x, int n, const float *bias, float *out) {
-  fm_ctx k = { dtype, rows, cols, n, tp_has_avx2(), tp_has_avx512(), 0, w, x, bias, out };
+  fm_ctx k = { dtype, rows, cols, n, tp_has_simd(), tp_has_avx512(), 0, w, x, bias, out };
   const size_t row_bytes = (size_t)cols * (dtype == TP_F32 ? 4 : 2);
   k.chunk_rows = tp_chunk_rows(rows, row_bytes * (n < 4 ? 1 : 4));
   tp_pool_run(fm_chunk, &k, (rows + k.chunk_rows - 1) / k.chunk_rows);
@@ -209,8 +270,9 @@ void tp_float_matmul(int dtype, const void *w, int rows, int cols, const float *
 
 typedef struct { const uint8_t *buf; size_t bytes; uint64_t sums[1024]; } bw_ctx;
 
+#if defined(TP_X86)
 __attribute__((target("avx2")))
-static uint64_t stream_avx2(const uint8_t *p, size_t len) {
+static uint64_t stream_simd(const uint8_t *p, size_t len) {
   __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
   for (size_t i = 0; i + 128 <= len; i += 128) {
     a0 = _mm256_add_epi64(a0, _mm256_load_si256((const __m256i *)(p + i)));
@@ -223,13 +285,28 @@ static uint64_t stream_avx2(const uint8_t *p, size_t len) {
   _mm256_storeu_si256((__m256i *)lanes, s);
   return lanes[0] + lanes[1] + lanes[2] + lanes[3];
 }
+#elif defined(TP_ARM64)
+static uint64_t stream_simd(const uint8_t *p, size_t len) {
+  uint64x2_t a0 = vdupq_n_u64(0), a1 = a0, a2 = a0, a3 = a0;
+  for (size_t i = 0; i + 64 <= len; i += 64) {
+    a0 = vaddq_u64(a0, vld1q_u64((const uint64_t *)(p + i)));
+    a1 = vaddq_u64(a1, vld1q_u64((const uint64_t *)(p + i + 16)));
+    a2 = vaddq_u64(a2, vld1q_u64((const uint64_t *)(p + i + 32)));
+    a3 = vaddq_u64(a3, vld1q_u64((const uint64_t *)(p + i + 48)));
+  }
+  return vaddvq_u64(vaddq_u64(vaddq_u64(a0, a1), vaddq_u64(a2, a3)));
+}
+#endif
 
 static void bw_chunk(void *p, int chunk) {
   bw_ctx *k = p;
   const uint8_t *q = k->buf + (size_t)chunk * BW_CHUNK;
   uint64_t s = 0;
-  if (tp_has_avx2()) s = stream_avx2(q, BW_CHUNK);
-  else for (size_t i = 0; i < BW_CHUNK; i += 8) { uint64_t v; memcpy(&v, q + i, 8); s += v; }
+#if defined(TP_X86) || defined(TP_ARM64)
+  if (tp_has_simd()) s = stream_simd(q, BW_CHUNK);
+  else
+#endif
+  for (size_t i = 0; i < BW_CHUNK; i += 8) { uint64_t v; memcpy(&v, q + i, 8); s += v; }
   k->sums[chunk & 1023] += s;
 }
 

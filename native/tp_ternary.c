@@ -6,9 +6,9 @@
  * `maddubs` (u8 × s8 → s16 pairs, |pair| ≤ 2·2·128 = 512, never saturating) does the products, and
  * Σ x is computed once per token and group. Sums are int32 and exact; the float combination
  * afterwards repeats the reference backend's double-precision steps in the same order.
+ * AArch64 does the same sums with NEON: SDOT where the CPU has it, widening multiplies otherwise.
  */
 #include "tp.h"
-#include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,7 +47,7 @@ typedef struct {
   const tp_ternary *w;
   const int8_t *x;      /* n × xcols, zero padded */
   const int8_t *xp;     /* the same permuted for dot_vnni, or NULL when it is not used */
-  int xcols, n, groups, blocks_per_group, avx2;
+  int xcols, n, groups, blocks_per_group, simd, dotprod;
   const int32_t *xsum;  /* n × groups: Σ q over each group's real columns */
   const float *sx, *bias;
   float *out;
@@ -58,6 +58,7 @@ static inline float scale_of(const tp_ternary *w, int r, int g, int groups) {
   return w->scales[w->scale_mode == 0 ? 0 : w->scale_mode == 1 ? (size_t)r : (size_t)r * groups + g];
 }
 
+#if defined(TP_X86)
 /* Σ c·x of the 128 columns of one block for one token: four maddubs, 16-bit sums ≤ 4·512. */
 __attribute__((target("avx2"), always_inline))
 static inline __m256i block_sum16(__m256i c0, __m256i c1, __m256i c2, __m256i c3, const int8_t *xb) {
@@ -102,13 +103,6 @@ static inline void dot_avx2(const uint8_t *w, const int8_t *x, size_t xs, int b0
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
     out[j] = _mm_cvtsi128_si32(s);
   }
-}
-
-/* Portable: Σ c·x over columns [c0, c1) of one row. */
-static int32_t dot_scalar(const uint8_t *row, const int8_t *x, int c0, int c1) {
-  int32_t acc = 0;
-  for (int c = c0; c < c1; c++) acc += code_at(row, c) * x[c];
-  return acc;
 }
 
 /*
@@ -178,11 +172,121 @@ static void permute_pairs(const int8_t *x, int nblocks, int8_t *xp) {
       for (int h = 0; h < 2; h++) memcpy(xp + (size_t)b * TP_BLOCK_COLS + k * 64 + h * 32, x + (size_t)(b + h) * TP_BLOCK_COLS + k * 32, 32);
 }
 
+#define SIMD_ROWS __attribute__((target("avx2"))) /* q8_rows_simd's target */
+
+/* Σ c·x of N tokens (4, or 1) starting at `token`, blocks [b0, b1): VNNI for a lone token where the
+ * activations were permuted for it, the AVX2 kernel otherwise. */
+__attribute__((target("avx2"), always_inline))
+static inline void dot_simd(const q8_ctx *k, const uint8_t *row, int token, int b0, int b1, int32_t *out, const int N) {
+  const size_t xo = (size_t)token * k->xcols;
+  if (N == 1 && k->xp) *out = dot_vnni(row, k->xp + xo, k->x + xo, b0, b1);
+  else dot_avx2(row, k->x + xo, N == 1 ? 0 : k->xcols, b0, b1, out, N);
+}
+
+#elif defined(TP_ARM64)
+/*
+ * NEON. A block is two 16-byte loads (bytes 0–15 and 16–31); plane k of each, (v >> 2k) & 3, holds
+ * the codes of columns 32k..32k+15 and 32k+16..32k+31 of the block, so plane vector i = 2k + h
+ * meets the 16 activations at xb + 16·i. Codes 0..2 read as int8 are the same values.
+ */
+static inline void block_planes(const uint8_t *wb, int8x16_t c[8]) {
+  const uint8x16_t m = vdupq_n_u8(3), lo = vld1q_u8(wb), hi = vld1q_u8(wb + 16);
+  c[0] = vreinterpretq_s8_u8(vandq_u8(lo, m));
+  c[1] = vreinterpretq_s8_u8(vandq_u8(hi, m));
+  c[2] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(lo, 2), m));
+  c[3] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(hi, 2), m));
+  c[4] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(lo, 4), m));
+  c[5] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(hi, 4), m));
+  c[6] = vreinterpretq_s8_u8(vshrq_n_u8(lo, 6));
+  c[7] = vreinterpretq_s8_u8(vshrq_n_u8(hi, 6));
+}
+
+/*
+ * Without dotprod: widening multiplies (s8 × s8 → s16). Every product c·x lies in [−256, 254];
+ * each of the four int16 chains takes four products per lane and block, and their sum (16 products,
+ * within [−4096, 4064]) is formed in int16 before one pairwise widening add into int32: exact.
+ * Four chains per token keep a lone token's stream off one multiply-accumulate latency chain.
+ */
+__attribute__((always_inline))
+static inline void dot_neon(const uint8_t *w, const int8_t *x, size_t xs, int b0, int b1, int32_t *out, const int N) {
+  int32x4_t acc[4];
+  for (int j = 0; j < N; j++) acc[j] = vdupq_n_s32(0);
+  for (int b = b0; b < b1; b++) {
+    const uint8_t *wb = w + (size_t)b * TP_BLOCK_BYTES;
+    TP_PREFETCH(wb);
+    int8x16_t c[8];
+    block_planes(wb, c);
+    for (int j = 0; j < N; j++) {
+      const int8_t *xb = x + j * xs + (size_t)b * TP_BLOCK_COLS;
+      int16x8_t p[4];
+      for (int q = 0; q < 4; q++) {
+        const int8x16_t xa = vld1q_s8(xb + 16 * q), xc = vld1q_s8(xb + 16 * (q + 4));
+        p[q] = vmull_s8(vget_low_s8(c[q]), vget_low_s8(xa));
+        p[q] = vmlal_high_s8(p[q], c[q], xa);
+        p[q] = vmlal_s8(p[q], vget_low_s8(c[q + 4]), vget_low_s8(xc));
+        p[q] = vmlal_high_s8(p[q], c[q + 4], xc);
+      }
+      acc[j] = vpadalq_s16(acc[j], vaddq_s16(vaddq_s16(p[0], p[1]), vaddq_s16(p[2], p[3])));
+    }
+  }
+  for (int j = 0; j < N; j++) out[j] = vaddvq_s32(acc[j]);
+}
+
+/*
+ * With dotprod: SDOT sums four int8 products into each int32 lane (|sum| ≤ 4·256), exact, and the
+ * int32 lanes stay exact (|Σ c·x| ≤ 256·cols). Four accumulators per token, as above.
+ * The target is spelled "arch=armv8.2-a+dotprod" because GCC 12's arm_neon.h declares vdotq_s32 for
+ * that arch (a bare "+dotprod" fails to inline it; clang accepts both); dotprod is an Armv8.2
+ * extension, so a CPU reporting HWCAP_ASIMDDP implements the rest of Armv8.2-A too.
+ */
+#define DOTPROD "arch=armv8.2-a+dotprod"
+__attribute__((target(DOTPROD), always_inline))
+static inline void dot_sdot(const uint8_t *w, const int8_t *x, size_t xs, int b0, int b1, int32_t *out, const int N) {
+  int32x4_t acc[4][4];
+  for (int j = 0; j < N; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = vdupq_n_s32(0);
+  for (int b = b0; b < b1; b++) {
+    const uint8_t *wb = w + (size_t)b * TP_BLOCK_BYTES;
+    TP_PREFETCH(wb);
+    int8x16_t c[8];
+    block_planes(wb, c);
+    for (int j = 0; j < N; j++) {
+      const int8_t *xb = x + j * xs + (size_t)b * TP_BLOCK_COLS;
+      for (int i = 0; i < 8; i++) acc[j][i & 3] = vdotq_s32(acc[j][i & 3], c[i], vld1q_s8(xb + 16 * i));
+    }
+  }
+  for (int j = 0; j < N; j++) out[j] = vaddvq_s32(vaddq_s32(vaddq_s32(acc[j][0], acc[j][1]), vaddq_s32(acc[j][2], acc[j][3])));
+}
+
+__attribute__((target(DOTPROD)))
+static void dot4_sdot(const uint8_t *w, const int8_t *x, size_t xs, int b0, int b1, int32_t *out) { dot_sdot(w, x, xs, b0, b1, out, 4); }
+__attribute__((target(DOTPROD)))
+static void dot1_sdot(const uint8_t *w, const int8_t *x, int b0, int b1, int32_t *out) { dot_sdot(w, x, 0, b0, b1, out, 1); }
+
+#define SIMD_ROWS /* NEON is in the AArch64 baseline */
+
+/* Σ c·x of N tokens (4, or 1) starting at `token`, blocks [b0, b1): SDOT where the CPU has it. */
+__attribute__((always_inline))
+static inline void dot_simd(const q8_ctx *k, const uint8_t *row, int token, int b0, int b1, int32_t *out, const int N) {
+  const int8_t *x = k->x + (size_t)token * k->xcols;
+  if (!k->dotprod) dot_neon(row, x, k->xcols, b0, b1, out, N);
+  else if (N == 4) dot4_sdot(row, x, k->xcols, b0, b1, out);
+  else dot1_sdot(row, x, b0, b1, out);
+}
+#endif
+
+/* Portable: Σ c·x over columns [c0, c1) of one row. */
+static int32_t dot_scalar(const uint8_t *row, const int8_t *x, int c0, int c1) {
+  int32_t acc = 0;
+  for (int c = c0; c < c1; c++) acc += code_at(row, c) * x[c];
+  return acc;
+}
+
 /* Σ t·q of one row and one group (exact), from the Σ c·q the kernels compute. */
 static inline double group_term(const q8_ctx *k, int r, int g, int token, int32_t dot) {
   return (double)(dot - k->xsum[(size_t)token * k->groups + g]) * (double)scale_of(k->w, r, g, k->groups);
 }
 
+#if defined(TP_X86) || defined(TP_ARM64)
 #define ROW_BLOCK 32
 
 /*
@@ -190,8 +294,8 @@ static inline double group_term(const q8_ctx *k, int r, int g, int token, int32_
  * go to a small buffer first and the float epilogue (the reference's double steps: Σ_g term, / s_x,
  * + bias, to float) runs afterwards, so its division latency never stalls the streaming loop.
  */
-__attribute__((target("avx2")))
-static void q8_rows_avx2(const q8_ctx *k, int r0, int r1, int t0, int t1) {
+SIMD_ROWS
+static void q8_rows_simd(const q8_ctx *k, int r0, int r1, int t0, int t1) {
   const tp_ternary *w = k->w;
   const int nblocks = w->row_bytes / TP_BLOCK_BYTES, nt = t1 - t0;
   int32_t dots[ROW_BLOCK * TOKEN_TILE];
@@ -204,12 +308,8 @@ static void q8_rows_avx2(const q8_ctx *k, int r0, int r1, int t0, int t1) {
         const uint8_t *row = w->codes + (size_t)r * w->row_bytes;
         int32_t *d = dots + (size_t)(r - rb) * TOKEN_TILE;
         int i = 0;
-        for (; i + 4 <= nt; i += 4) dot_avx2(row, k->x + (size_t)(t0 + i) * k->xcols, k->xcols, b0, b1, d + i, 4);
-        for (; i < nt; i++) {
-          const size_t xo = (size_t)(t0 + i) * k->xcols;
-          if (k->xp) d[i] = dot_vnni(row, k->xp + xo, k->x + xo, b0, b1);
-          else dot_avx2(row, k->x + xo, 0, b0, b1, d + i, 1);
-        }
+        for (; i + 4 <= nt; i += 4) dot_simd(k, row, t0 + i, b0, b1, d + i, 4);
+        for (; i < nt; i++) dot_simd(k, row, t0 + i, b0, b1, d + i, 1);
       }
       for (int r = rb; r < re; r++) {
         for (int i = 0; i < nt; i++) {
@@ -225,6 +325,7 @@ static void q8_rows_avx2(const q8_ctx *k, int r0, int r1, int t0, int t1) {
     }
   }
 }
+#endif
 
 /* Portable: any group size, one column at a time. */
 static void q8_rows_portable(const q8_ctx *k, int r0, int r1, int t0, int t1) {
@@ -243,8 +344,9 @@ static void q8_rows_portable(const q8_ctx *k, int r0, int r1, int t0, int t1) {
   }
 }
 
+#if defined(TP_X86)
 /* Decode (one token, VNNI): each row's dot and its epilogue straight away, no staging buffers.
- * The same double steps in the same order as q8_rows_avx2, so the same bits. */
+ * The same double steps in the same order as q8_rows_simd, so the same bits. */
 static void q8_rows_decode(const q8_ctx *k, int r0, int r1) {
   const tp_ternary *w = k->w;
   const int nblocks = w->row_bytes / TP_BLOCK_BYTES;
@@ -260,15 +362,20 @@ static void q8_rows_decode(const q8_ctx *k, int r0, int r1) {
     k->out[r] = (float)(tot / sx + (k->bias ? (double)k->bias[r] : 0.0));
   }
 }
+#endif
 
 static void q8_chunk(void *p, int chunk) {
   const q8_ctx *k = p;
   const int r0 = chunk * k->chunk_rows, r1 = r0 + k->chunk_rows < k->w->rows ? r0 + k->chunk_rows : k->w->rows;
+#if defined(TP_X86)
   if (k->n == 1 && k->xp) { q8_rows_decode(k, r0, r1); return; }
+#endif
   for (int t0 = 0; t0 < k->n; t0 += TOKEN_TILE) {
     const int t1 = t0 + TOKEN_TILE < k->n ? t0 + TOKEN_TILE : k->n;
-    if (k->avx2) q8_rows_avx2(k, r0, r1, t0, t1);
-    else q8_rows_portable(k, r0, r1, t0, t1);
+#if defined(TP_X86) || defined(TP_ARM64)
+    if (k->simd) { q8_rows_simd(k, r0, r1, t0, t1); continue; }
+#endif
+    q8_rows_portable(k, r0, r1, t0, t1);
   }
 }
 
@@ -287,9 +394,9 @@ static void *scratch_get(size_t bytes) {
 
 void tp_ternary_q8(const tp_ternary *w, const int8_t *q, int n, const float *sx, const float *bias, float *out) {
   const int groups = (w->cols + w->group_size - 1) / w->group_size;
-  const int avx2 = tp_has_avx2() && (groups == 1 || w->group_size % TP_BLOCK_COLS == 0);
+  const int simd = tp_has_simd() && (groups == 1 || w->group_size % TP_BLOCK_COLS == 0);
   const int nblocks = w->row_bytes / TP_BLOCK_BYTES, bpg = groups == 1 ? nblocks : w->group_size / TP_BLOCK_COLS;
-  const int vnni = avx2 && tp_has_avx512vnni() && (groups == 1 || bpg % 2 == 0);
+  const int vnni = simd && tp_has_avx512vnni() && (groups == 1 || bpg % 2 == 0);
   const int xcols = nblocks * TP_BLOCK_COLS;
   /* 64-byte aligned: an activation load must never straddle two cache lines */
   const size_t xbytes = ((size_t)n * xcols + 63) / 64 * 64, sumbytes = (size_t)n * groups * sizeof(int32_t);
@@ -307,9 +414,11 @@ void tp_ternary_q8(const tp_ternary *w, const int8_t *q, int n, const float *sx,
       for (int c = g * w->group_size; c < c1; c++) sum += qi[c];
       xsum[(size_t)i * groups + g] = sum;
     }
+#if defined(TP_X86)
     if (xp) permute_pairs(xi, nblocks, xp + (size_t)i * xcols);
+#endif
   }
-  q8_ctx k = { w, x, xp, xcols, n, groups, bpg, avx2, xsum, sx, bias, out, 0 };
+  q8_ctx k = { w, x, xp, xcols, n, groups, bpg, simd, simd && tp_has_dotprod(), xsum, sx, bias, out, 0 };
   k.chunk_rows = tp_chunk_rows(w->rows, (size_t)w->row_bytes * (n < 4 ? 1 : 4));
   tp_pool_run(q8_chunk, &k, (w->rows + k.chunk_rows - 1) / k.chunk_rows);
 }
@@ -320,12 +429,13 @@ void tp_ternary_q8(const tp_ternary *w, const int8_t *q, int n, const float *sx,
 typedef struct {
   const tp_ternary *w;
   const float *x; /* n × xcols, zero padded */
-  int xcols, n, groups, avx2;
+  int xcols, n, groups, simd;
   const float *bias;
   float *out;
   int chunk_rows;
 } f32_ctx;
 
+#if defined(TP_X86)
 /* Σ t·x over blocks [b0, b1) of one row, float32 lanes. */
 __attribute__((target("avx2,fma")))
 static float tdot_avx2(const uint8_t *w, const float *x, int b0, int b1) {
@@ -354,6 +464,32 @@ static float tdot_avx2(const uint8_t *w, const float *x, int b0, int b1) {
   h = _mm_add_ss(h, _mm_movehdup_ps(h));
   return _mm_cvtss_f32(h);
 }
+#define tdot_simd tdot_avx2
+
+#elif defined(TP_ARM64)
+/* Σ t·x over blocks [b0, b1) of one row: t = c − 1 widened to float32, four accumulators of 4 lanes. */
+static float tdot_neon(const uint8_t *w, const float *x, int b0, int b1) {
+  const int8x16_t one = vdupq_n_s8(1);
+  float32x4_t acc[4] = { vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0) };
+  for (int b = b0; b < b1; b++) {
+    const uint8_t *wb = w + (size_t)b * TP_BLOCK_BYTES;
+    TP_PREFETCH(wb);
+    int8x16_t c[8];
+    block_planes(wb, c);
+    for (int i = 0; i < 8; i++) {
+      const float *xb = x + (size_t)b * TP_BLOCK_COLS + 16 * i;
+      const int8x16_t t = vsubq_s8(c[i], one);
+      const int16x8_t lo = vmovl_s8(vget_low_s8(t)), hi = vmovl_high_s8(t);
+      acc[0] = vfmaq_f32(acc[0], vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))), vld1q_f32(xb));
+      acc[1] = vfmaq_f32(acc[1], vcvtq_f32_s32(vmovl_high_s16(lo)), vld1q_f32(xb + 4));
+      acc[2] = vfmaq_f32(acc[2], vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))), vld1q_f32(xb + 8));
+      acc[3] = vfmaq_f32(acc[3], vcvtq_f32_s32(vmovl_high_s16(hi)), vld1q_f32(xb + 12));
+    }
+  }
+  return vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
+}
+#define tdot_simd tdot_neon
+#endif
 
 static void f32_chunk(void *p, int chunk) {
   const f32_ctx *k = p;
@@ -368,10 +504,13 @@ static void f32_chunk(void *p, int chunk) {
       double tot = 0;
       for (int g = 0; g < k->groups; g++) {
         double d;
-        if (k->avx2) {
+#if defined(TP_X86) || defined(TP_ARM64)
+        if (k->simd) {
           const int b0 = g * bpg, b1 = b0 + bpg < nblocks ? b0 + bpg : nblocks;
-          d = tdot_avx2(row, x, b0, b1);
-        } else {
+          d = tdot_simd(row, x, b0, b1);
+        } else
+#endif
+        {
           const int c0 = g * w->group_size, c1 = c0 + w->group_size < w->cols ? c0 + w->group_size : w->cols;
           d = 0;
           for (int c = c0; c < c1; c++) d += (double)(code_at(row, c) - 1) * x[c];
@@ -390,7 +529,7 @@ void tp_ternary_f32(const tp_ternary *w, const float *x, int n, const float *bia
   float *xp = aligned_alloc(64, xbytes);
   memset(xp, 0, xbytes);
   for (int i = 0; i < n; i++) memcpy(xp + (size_t)i * xcols, x + (size_t)i * w->cols, (size_t)w->cols * sizeof(float));
-  f32_ctx k = { w, xp, xcols, n, groups, tp_has_avx2() && (groups == 1 || w->group_size % TP_BLOCK_COLS == 0), bias, out, 0 };
+  f32_ctx k = { w, xp, xcols, n, groups, tp_has_simd() && (groups == 1 || w->group_size % TP_BLOCK_COLS == 0), bias, out, 0 };
   k.chunk_rows = tp_chunk_rows(w->rows, (size_t)w->row_bytes);
   tp_pool_run(f32_chunk, &k, (w->rows + k.chunk_rows - 1) / k.chunk_rows);
   free(xp);
