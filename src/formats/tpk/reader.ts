@@ -60,7 +60,8 @@ export class TpkFile {
    * The tensor's data blob as a view into `fileBytes`, this file's whole content (a memory mapping),
    * instead of a read copy; checked against its sha256 the first time, like readData. The blob's
    * bounds were checked against the file's size at open; `fileBytes` shorter than that (the file
-   * shrank since) is the same truncation error, raised before anything reads past its end.
+   * shrank since) is the same truncation error, raised before anything reads past its end. (A file
+   * that shrinks while mapped makes later reads fault with SIGBUS, as with any mmap.)
    */
   dataView(name: string, fileBytes: ArrayBuffer): Uint8Array {
     const entry = this.entry(name);

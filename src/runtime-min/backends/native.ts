@@ -150,7 +150,9 @@ export class NativeBackend implements Backend {
   prepare(weight: WeightSource): PreparedWeight {
     const { name, rows, cols } = weight;
     if (weight.kind === 'float') {
-      // Used in place: no float32 copy of an f16/bf16 tensor.
+      // Used in place: no float32 copy of an f16/bf16 tensor. A mapped tensor's pages were all touched by
+      // the load's sha256 check (.tpk); let the kernels fault in what they read (of an embedding, its rows).
+      this.addon.dropPages(weight.bytes);
       return { name, kind: 'float', rows, cols, dtype: weight.dtype, bytes: weight.bytes, byteLength: weight.bytes.byteLength } as NativeFloatWeight;
     }
     const need = packedByteLength(weight.packing, rows * cols);
