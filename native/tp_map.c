@@ -3,9 +3,11 @@
  * reading copies into JavaScript buffers: a float tensor (embedding, LM head) is used in place, and
  * ternary codes are repacked straight from the mapping into the compute layout.
  *
- * mapFile(path) → ArrayBuffer over a read-only private mapping of the whole file. The descriptor is
- * closed at once (the mapping keeps the file's pages reachable); the buffer's finalizer unmaps it when
- * the last view into it is collected. The buffer is tagged so that dropPages can prove a view lies in
+ * mapFile(path[, fd]) → ArrayBuffer over a read-only private mapping of the whole file. Given `fd`, an
+ * open descriptor of it, that descriptor is mapped (the very file a reader has checked, even if the path
+ * was replaced since) and left open; otherwise the path is opened and the descriptor closed at once (the
+ * mapping keeps the file's pages reachable). The buffer's finalizer unmaps it when the last view into
+ * it is collected. The buffer is tagged so that dropPages can prove a view lies in
  * one of these mappings before it gives the kernel advice that would zero anonymous memory.
  *
  * The pages are PROT_READ: JavaScript cannot mark a typed array read-only, so a write through a view
@@ -55,41 +57,44 @@ static napi_value tagged(napi_env env, napi_value buffer) {
 }
 
 /*
- * mapFile(path) → ArrayBuffer of the file's bytes. MADV_WILLNEED starts reading the whole file ahead
- * in the background: every weight is used (repacked, hashed or streamed per token), so a cold file
- * arrives in large sequential reads instead of page faults one by one. No huge-page advice: file pages
+ * mapFile(path[, fd]) → ArrayBuffer of the file's bytes; `path` names the file in errors. MADV_WILLNEED
+ * starts reading the whole file ahead in the background: every weight is used (repacked, hashed or
+ * streamed per token), so a cold file arrives in large sequential reads instead of page faults one by one. No huge-page advice: file pages
  * come from the page cache, which a private read-only mapping shares rather than copies.
  */
 napi_value tp_js_map_file(napi_env env, napi_callback_info info) {
-  size_t argc = 1, len;
-  napi_value argv[1], buffer;
+  size_t argc = 2, len;
+  napi_value argv[2], buffer;
+  napi_valuetype fd_type = napi_undefined;
   char path[4096];
+  int fd = -1;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
-      napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len + 1 >= sizeof path) {
-    napi_throw_type_error(env, NULL, "mapFile: the path must be a string shorter than 4096 bytes");
+      napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len + 1 >= sizeof path ||
+      (argc >= 2 && napi_typeof(env, argv[1], &fd_type) != napi_ok) ||
+      (fd_type != napi_undefined && (napi_get_value_int32(env, argv[1], &fd) != napi_ok || fd < 0))) {
+    napi_throw_type_error(env, NULL, "mapFile: the path must be a string shorter than 4096 bytes, the descriptor a non-negative int");
     return NULL;
   }
-  const int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(env, path, "cannot open", strerror(errno));
+  const int own_fd = fd < 0;
+  if (own_fd && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) return fail(env, path, "cannot open", strerror(errno));
   struct stat st;
+  const char *problem = NULL, *reason = NULL;
+  void *base = MAP_FAILED;
   if (fstat(fd, &st) != 0) {
-    const int err = errno;
-    close(fd);
-    return fail(env, path, "cannot stat", strerror(err));
+    problem = "cannot stat";
+    reason = strerror(errno);
+  } else if (!S_ISREG(st.st_mode)) {
+    problem = "cannot map";
+    reason = S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file";
+  } else if (st.st_size > 0 && (base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) {
+    problem = "cannot map";
+    reason = strerror(errno);
   }
-  if (!S_ISREG(st.st_mode)) {
-    close(fd);
-    return fail(env, path, "cannot map", S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
-  }
+  if (own_fd) close(fd);
+  if (problem) return fail(env, path, problem, reason);
   const size_t length = (size_t)st.st_size;
-  if (length == 0) { /* mmap refuses empty ranges; an empty file is an empty buffer */
-    close(fd);
+  if (length == 0) /* mmap refuses empty ranges; an empty file is an empty buffer */
     return napi_create_arraybuffer(env, 0, NULL, &buffer) == napi_ok ? tagged(env, buffer) : NULL;
-  }
-  void *base = mmap(NULL, length, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int err = errno;
-  close(fd);
-  if (base == MAP_FAILED) return fail(env, path, "cannot map", strerror(err));
   madvise(base, length, MADV_WILLNEED); /* advice only */
   file_mapping *m = malloc(sizeof *m);
   if (!m) {

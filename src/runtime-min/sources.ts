@@ -44,8 +44,12 @@ export interface ModelSource {
   close(): void;
 }
 
-/** Maps a whole file read-only (NativeBackend.mapFile); it stays mapped while a view into it lives. */
-export type FileMapper = (file: string) => ArrayBuffer;
+/**
+ * Maps a whole file read-only through `fd`, the descriptor its reader opened and checked (so a path
+ * replaced since cannot swap the file); `file` names it in errors. NativeBackend.mapFile; the file stays
+ * mapped while a view into it lives.
+ */
+export type FileMapper = (file: string, fd: number) => ArrayBuffer;
 
 export interface SourceOptions {
   /** Hand out tensor bytes as views into mappings of the files instead of reading copies. */
@@ -64,14 +68,14 @@ export function openModelSource(pathOrDir: string, options: SourceOptions = {}):
 }
 
 /** Each file mapped once, when its first tensor is used; `clear` lets go (views keep their mapping alive). */
-interface Mappings { get(file: string): ArrayBuffer; clear(): void }
+interface Mappings { get(file: string, fd: () => number): ArrayBuffer; clear(): void }
 
 function mappingCache(mapFile: FileMapper): Mappings {
   const byFile = new Map<string, ArrayBuffer>();
   return {
-    get: (file) => {
+    get: (file, fd) => {
       let bytes = byFile.get(file);
-      if (!bytes) byFile.set(file, (bytes = mapFile(file)));
+      if (!bytes) byFile.set(file, (bytes = mapFile(file, fd())));
       return bytes;
     },
     clear: () => byFile.clear(),
@@ -117,7 +121,7 @@ function openHfDir(dir: string, mapped: Mappings | undefined): ModelSource {
   };
   const mappedBytes = (name: string): Uint8Array => {
     const t = info(name);
-    return mappedTensor(t.file, mapped!.get(t.file), name, t.dtype, t.dataOffset, t.byteLength);
+    return mappedTensor(t.file, mapped!.get(t.file, () => checkpoint.descriptorOf(name)), name, t.dtype, t.dataOffset, t.byteLength);
   };
   return {
     kind: 'hf-dir',
@@ -156,7 +160,7 @@ function openTpk(file: string, mapped: Mappings | undefined): ModelSource {
     return t;
   };
   // Blobs sit at 64-byte-aligned offsets and mappings start on a page: views are always element-aligned.
-  const readData = mapped ? (name: string) => tpk.dataView(name, mapped.get(file)) : (name: string) => tpk.readData(name);
+  const readData = mapped ? (name: string) => tpk.dataView(name, mapped.get(file, () => tpk.descriptor)) : (name: string) => tpk.readData(name);
   return {
     kind: 'tpk',
     path: file,

@@ -5,7 +5,7 @@
  * mapping lives as long as the weights that use it.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -90,7 +90,7 @@ describe('runtime: model files mapped by the native addon', function () {
   });
   after(() => tmp?.cleanup());
 
-  const mapped = (file: string) => openModelSource(file, { mapFile: (f) => be.mapFile(f) });
+  const mapped = (file: string) => openModelSource(file, { mapFile: (f, fd) => be.mapFile(f, fd) });
 
   describe('mapped bytes equal read bytes', () => {
     for (const name of ['tinystories-656K t158.tpk', 'tinystories-656K t2.tpk', 'llama-256', 'llama-256 sharded', 'bitnet-tiny-packed']) {
@@ -164,7 +164,7 @@ describe('runtime: model files mapped by the native addon', function () {
     }
   });
 
-  describe('a file that is shorter than its header says', () => {
+  describe('files that changed after opening, and files that cannot be mapped', () => {
     it('.tpk shrunk after opening: the tensor past the new end is a one-line FormatError, earlier tensors still load', () => {
       const file = path.join(tmp.dir, 'shrunk.tpk');
       copyFileSync(models['tinystories-656K t2.tpk']!, file);
@@ -192,6 +192,29 @@ describe('runtime: model files mapped by the native addon', function () {
       assert.throws(() => src.readBytes(last.name), (err) => err instanceof FormatError && assertOneLine(err, file, /truncated: tensor \S+ ends at byte \d+ but the file has \d+ bytes/));
       assert.equal(src.readBytes(first.name).byteLength, first.byteLength);
       src.close();
+    });
+
+    it('a path replaced after opening: the mapping is of the file that was opened and checked', () => {
+      const dir = path.join(tmp.dir, 'replaced');
+      mkdirSync(dir);
+      for (const f of ['model.safetensors', 'config.json']) copyFileSync(path.join(fixtureDir('llama-256'), f), path.join(dir, f));
+      const tpkFile = path.join(dir, 'model.tpk');
+      copyFileSync(models['tinystories-656K t2.tpk']!, tpkFile);
+      const original = { st: readFileSync(path.join(dir, 'model.safetensors')), tpk: openModelSource(tpkFile) };
+      const want = original.tpk.readBytes('model.layers.1.mlp.up_proj.weight');
+      original.tpk.close();
+      const srcs = { st: mapped(dir), tpk: mapped(tpkFile) };
+      // rename other models over both paths, as a converter writing its output would
+      copyFileSync(models['tinystories-656K t158.tpk']!, `${tpkFile}.new`);
+      renameSync(`${tpkFile}.new`, tpkFile);
+      copyFileSync(path.join(fixtureDir('tinystories-656K'), 'model.safetensors'), path.join(dir, 'new.safetensors'));
+      renameSync(path.join(dir, 'new.safetensors'), path.join(dir, 'model.safetensors'));
+      assert.deepEqual(srcs.tpk.readBytes('model.layers.1.mlp.up_proj.weight'), want);
+      const norm = srcs.st.readBytes('model.norm.weight');
+      assert.equal(norm.buffer.byteLength, original.st.length);
+      assert.ok(Buffer.from(norm.buffer).equals(original.st));
+      srcs.tpk.close();
+      srcs.st.close();
     });
 
     it('loadModel on the native backend with a truncated .tpk: one-line FormatError, no crash', async () => {

@@ -46,6 +46,11 @@ export class TpkFile {
     this.byName = new Map(header.tensors.map((t) => [t.name, t]));
   }
 
+  /** The open file's descriptor, to map exactly the file that was checked (even if its path was replaced since). */
+  get descriptor(): number {
+    return this.openFd();
+  }
+
   tensor(name: string): TpkTensorEntry | undefined {
     return this.byName.get(name);
   }

@@ -42,8 +42,11 @@ export interface NativeAddon {
   readBandwidth(bytes: number, reps: number): number;
   /** A zero-filled buffer outside the JS heap on huge pages where the OS allows (fewer TLB misses while streaming weights). */
   allocWeights(bytes: number): Uint8Array;
-  /** The whole file mapped read-only (native/tp_map.c); unmapped when the buffer is collected. Never write through a view. */
-  mapFile(file: string): ArrayBuffer;
+  /**
+   * The whole file mapped read-only (native/tp_map.c), through `fd` when given (left open) or by opening
+   * `file`; unmapped when the buffer is collected. Never write through a view.
+   */
+  mapFile(file: string, fd?: number): ArrayBuffer;
   /** Lets the pages wholly inside `view` leave the resident set if it lies in a mapFile mapping (they re-fault from the file); false otherwise. */
   dropPages(view: Uint8Array): boolean;
 }
@@ -131,12 +134,13 @@ export class NativeBackend implements Backend {
   }
 
   /**
-   * The model file mapped read-only, for tensor bytes used where they lie. A failure is one line naming
-   * the file. The mapping lives as long as a view into it does: prepared float weights hold theirs.
+   * The model file mapped read-only (through `fd`, its open descriptor, when given), for tensor bytes
+   * used where they lie. A failure is one line naming the file. The mapping lives as long as a view
+   * into it does: prepared float weights hold theirs.
    */
-  mapFile(file: string): ArrayBuffer {
+  mapFile(file: string, fd?: number): ArrayBuffer {
     try {
-      return this.addon.mapFile(file);
+      return this.addon.mapFile(file, fd);
     } catch (err) {
       throw new TritpackError((err as Error).message, { cause: err });
     }
