@@ -86,7 +86,7 @@ function parseJson(text: string, origin: string): unknown {
 export async function loadModel(pathOrDir: string, options: LoadOptions = {}): Promise<LoadedModel> {
   const backend = createBackend(options.backend ?? defaultBackendName(), options);
   // The native backend uses stored bytes in place: its tensors are views into mappings of the files.
-  const src = openModelSource(pathOrDir, backend instanceof NativeBackend ? { mapFile: (file, fd) => backend.mapFile(file, fd) } : {});
+  const src = openModelSource(pathOrDir, backend instanceof NativeBackend ? { mapper: backend } : {});
   try {
     const config = normalizeConfig(
       parseJson(src.configText, src.configOrigin), src.configOrigin,

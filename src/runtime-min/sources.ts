@@ -3,7 +3,7 @@
  * config/tokenizer texts and uniform access to stored tensors (name → shape, encoding, bytes) —
  * so weight loading does not care which one it reads.
  *
- * Tensor bytes are read into buffers of their own, or, given `mapFile` (a backend that uses stored
+ * Tensor bytes are read into buffers of their own, or, given a `mapper` (a backend that uses stored
  * bytes in place), handed out as views into a memory mapping of each file: nothing is copied, and
  * the integrity checks are the same (.tpk blobs are hashed the first time they are used either way).
  */
@@ -34,7 +34,7 @@ export interface ModelSource {
   tokenizerConfigJson?: string;
   tensor(name: string): StoredTensor | undefined;
   /**
-   * The stored bytes: a buffer of their own, or with `mapFile` a view into the file's mapping, which must
+   * The stored bytes: a buffer of their own, or with a `mapper` a view into the file's mapping, which must
    * never be written (the pages are read-only). Views of float tensors are element-aligned.
    */
   readBytes(name: string): Uint8Array;
@@ -44,16 +44,21 @@ export interface ModelSource {
   close(): void;
 }
 
-/**
- * Maps a whole file read-only through `fd`, the descriptor its reader opened and checked (so a path
- * replaced since cannot swap the file); `file` names it in errors. NativeBackend.mapFile; the file stays
- * mapped while a view into it lives.
- */
-export type FileMapper = (file: string, fd: number) => ArrayBuffer;
+/** Memory mappings of model files (NativeBackend). */
+export interface FileMapper {
+  /**
+   * The whole file mapped read-only through `fd`, the descriptor its reader opened and checked (so a
+   * path replaced since cannot swap the file); `file` names it in errors. It stays mapped while a view
+   * into it lives.
+   */
+  mapFile(file: string, fd: number): ArrayBuffer;
+  /** Lets the pages of a mapped view leave the resident set (they re-fault from the file if read again). */
+  dropPages(view: Uint8Array): void;
+}
 
 export interface SourceOptions {
   /** Hand out tensor bytes as views into mappings of the files instead of reading copies. */
-  mapFile?: FileMapper;
+  mapper?: FileMapper;
 }
 
 export function openModelSource(pathOrDir: string, options: SourceOptions = {}): ModelSource {
@@ -63,32 +68,40 @@ export function openModelSource(pathOrDir: string, options: SourceOptions = {}):
   } catch {
     throw new TritpackError(`${pathOrDir}: no such model file or directory`);
   }
-  const mapped = options.mapFile && mappingCache(options.mapFile);
+  const mapped = options.mapper && mappingCache(options.mapper);
   return isDir ? openHfDir(pathOrDir, mapped) : openTpk(pathOrDir, mapped);
 }
 
-/** Each file mapped once, when its first tensor is used; `clear` lets go (views keep their mapping alive). */
-interface Mappings { get(file: string, fd: () => number): ArrayBuffer; clear(): void }
+/**
+ * Each file mapped once, when its first tensor is used; `clear` lets go (views keep their mapping
+ * alive); `copiedOut` drops the pages of a view whose values were converted into an array of their own.
+ */
+interface Mappings { get(file: string, fd: () => number): ArrayBuffer; copiedOut(view: Uint8Array): void; clear(): void }
 
-function mappingCache(mapFile: FileMapper): Mappings {
+function mappingCache(mapper: FileMapper): Mappings {
   const byFile = new Map<string, ArrayBuffer>();
   return {
     get: (file, fd) => {
       let bytes = byFile.get(file);
-      if (!bytes) byFile.set(file, (bytes = mapFile(file, fd())));
+      if (!bytes) byFile.set(file, (bytes = mapper.mapFile(file, fd())));
       return bytes;
     },
+    copiedOut: (view) => mapper.dropPages(view),
     clear: () => byFile.clear(),
   };
 }
 
 /**
- * A float tensor as float32, from its stored bytes. Vectors and online-quantized matrices are
- * converted into arrays of their own, so a view into a mapping is only read here.
+ * A float tensor as float32, converted from its stored bytes into an array of its own. A mapped view is
+ * not needed after that: its pages leave the resident set (online-quantized float matrices of a BitNet
+ * checkpoint would otherwise stay resident after load, next to their ternary repack).
  */
-function floatValues(origin: string, name: string, encoding: TpkEncoding, bytes: () => Uint8Array): Float32Array {
+function floatValues(origin: string, name: string, encoding: TpkEncoding, bytes: () => Uint8Array, mapped: Mappings | undefined): Float32Array {
   if (isTernaryEncoding(encoding) || (!isFloatDType(encoding) && encoding !== 'F64')) throw new FormatError(origin, `tensor ${name} is stored as ${encoding}, expected a float dtype`);
-  return toFloat32(bytes(), encoding);
+  const stored = bytes();
+  const values = toFloat32(stored, encoding);
+  mapped?.copiedOut(stored);
+  return values;
 }
 
 /**
@@ -138,7 +151,7 @@ function openHfDir(dir: string, mapped: Mappings | undefined): ModelSource {
     },
     readBytes: mapped ? mappedBytes : (name) => checkpoint.readBytes(name),
     readScales: (name) => { throw new FormatError(info(name).file, `tensor ${name} is not a packed ternary tensor`); },
-    readVector: mapped ? (name) => floatValues(info(name).file, name, info(name).dtype, () => mappedBytes(name)) : (name) => checkpoint.readFloat32(name),
+    readVector: mapped ? (name) => floatValues(info(name).file, name, info(name).dtype, () => mappedBytes(name), mapped) : (name) => checkpoint.readFloat32(name),
     close: () => {
       checkpoint.close();
       mapped?.clear();
@@ -177,7 +190,7 @@ function openTpk(file: string, mapped: Mappings | undefined): ModelSource {
     },
     readBytes: readData,
     readScales: (name) => tpk.readScales(name),
-    readVector: (name) => floatValues(file, name, entry(name).encoding, () => readData(name)),
+    readVector: (name) => floatValues(file, name, entry(name).encoding, () => readData(name), mapped),
     close: () => {
       tpk.close();
       mapped?.clear();

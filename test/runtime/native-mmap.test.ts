@@ -90,7 +90,7 @@ describe('runtime: model files mapped by the native addon', function () {
   });
   after(() => tmp?.cleanup());
 
-  const mapped = (file: string) => openModelSource(file, { mapFile: (f, fd) => be.mapFile(f, fd) });
+  const mapped = (file: string) => openModelSource(file, { mapper: be });
 
   describe('mapped bytes equal read bytes', () => {
     for (const name of ['tinystories-656K t158.tpk', 'tinystories-656K t2.tpk', 'llama-256', 'llama-256 sharded', 'bitnet-tiny-packed']) {

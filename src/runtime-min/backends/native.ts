@@ -18,6 +18,7 @@ import { TritpackError } from '../../errors.js';
 import { dtypeByteSize, toFloat32, type FloatDType } from '../../formats/dtype.js';
 import { packedByteLength } from '../../formats/ternary.js';
 import type { AttentionShape, Backend, KvCache, PreparedWeight, QuantizedActivations, WeightSource } from '../backend.js';
+import type { FileMapper } from '../sources.js';
 
 /** The addon's entry points (native/tp_addon.c). */
 export interface NativeAddon {
@@ -101,7 +102,7 @@ function reuse(into: Float32Array | undefined, length: number): Float32Array {
   return into !== undefined && into.length === length ? into : new Float32Array(length);
 }
 
-export class NativeBackend implements Backend {
+export class NativeBackend implements Backend, FileMapper {
   readonly name = 'native';
   private readonly addon: NativeAddon;
   private slab: Uint8Array | null = null;
@@ -146,6 +147,11 @@ export class NativeBackend implements Backend {
     }
   }
 
+  /** Lets the pages wholly inside a view of a mapFile mapping leave the resident set; other buffers are left alone. */
+  dropPages(view: Uint8Array): void {
+    this.addon.dropPages(view);
+  }
+
   /** Threads the kernels use now, the calling thread included. */
   get threads(): number {
     return this.addon.features().threads;
@@ -156,7 +162,7 @@ export class NativeBackend implements Backend {
     if (weight.kind === 'float') {
       // Used in place: no float32 copy of an f16/bf16 tensor. A mapped tensor's pages were all touched by
       // the load's sha256 check (.tpk); let the kernels fault in what they read (of an embedding, its rows).
-      this.addon.dropPages(weight.bytes);
+      this.dropPages(weight.bytes);
       return { name, kind: 'float', rows, cols, dtype: weight.dtype, bytes: weight.bytes, byteLength: weight.bytes.byteLength } as NativeFloatWeight;
     }
     const need = packedByteLength(weight.packing, rows * cols);
@@ -166,7 +172,7 @@ export class NativeBackend implements Backend {
     if (bad >= 0) throw new TritpackError(`${name}: t2 data holds the invalid code 3 at element ${bad}`);
     // Stored codes mapped from the file are not needed any more: their pages leave the resident set
     // (a no-op for codes read into a buffer).
-    this.addon.dropPages(weight.packed);
+    this.dropPages(weight.packed);
     const groupSize = weight.granularity === 'group' ? weight.groupSize! : cols;
     return {
       name, kind: 'ternary', rows, cols, codes, scales: weight.scales, scaleMode: SCALE_MODES[weight.granularity], groupSize,
