@@ -11,7 +11,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { convertCheckpoint } from '../../src/converters/convert.js';
 import { FormatError, TritpackError } from '../../src/errors.js';
-import { SafetensorsFile } from '../../src/formats/safetensors.js';
+import { SafetensorsCheckpoint, SafetensorsFile } from '../../src/formats/safetensors.js';
 import { TpkFile } from '../../src/formats/tpk.js';
 import { loadModel } from '../../src/runtime-min/index.js';
 import { NativeBackend, loadNativeAddon } from '../../src/runtime-min/backends/native.js';
@@ -35,11 +35,9 @@ function tensorNames(src: ModelSource, file: string): string[] {
       tpk.close();
     }
   }
-  const index = path.join(file, 'model.safetensors.index.json');
-  if (!existsSync(path.join(file, 'model.safetensors')) && existsSync(index)) return Object.keys(JSON.parse(readFileSync(index, 'utf8')).weight_map);
-  const bytes = readFileSync(path.join(file, 'model.safetensors'));
-  const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8'));
-  return Object.keys(header).filter((k) => k !== '__metadata__');
+  const checkpoint = SafetensorsCheckpoint.open(file);
+  checkpoint.close();
+  return checkpoint.tensors.map((t) => t.name);
 }
 
 function sameBits(a: Float32Array, b: Float32Array): boolean {
