@@ -382,6 +382,10 @@ static napi_value js_alloc_weights(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* File mappings (tp_map.c): mapFile(path) → ArrayBuffer, dropPages(view) → boolean. */
+napi_value tp_js_map_file(napi_env env, napi_callback_info info);
+napi_value tp_js_drop_pages(napi_env env, napi_callback_info info);
+
 static napi_value init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
     { "features", NULL, js_features, NULL, NULL, NULL, napi_default, NULL },
@@ -400,6 +404,8 @@ static napi_value init(napi_env env, napi_value exports) {
     { "rope", NULL, js_rope, NULL, NULL, NULL, napi_default, NULL },
     { "readBandwidth", NULL, js_read_bandwidth, NULL, NULL, NULL, napi_default, NULL },
     { "allocWeights", NULL, js_alloc_weights, NULL, NULL, NULL, napi_default, NULL },
+    { "mapFile", NULL, tp_js_map_file, NULL, NULL, NULL, napi_default, NULL },
+    { "dropPages", NULL, tp_js_drop_pages, NULL, NULL, NULL, napi_default, NULL },
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   tp_pool_init();

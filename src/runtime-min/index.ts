@@ -85,7 +85,8 @@ function parseJson(text: string, origin: string): unknown {
 
 export async function loadModel(pathOrDir: string, options: LoadOptions = {}): Promise<LoadedModel> {
   const backend = createBackend(options.backend ?? defaultBackendName(), options);
-  const src = openModelSource(pathOrDir);
+  // The native backend uses stored bytes in place: its tensors are views into mappings of the files.
+  const src = openModelSource(pathOrDir, backend instanceof NativeBackend ? { mapper: backend } : {});
   try {
     const config = normalizeConfig(
       parseJson(src.configText, src.configOrigin), src.configOrigin,
@@ -97,7 +98,7 @@ export async function loadModel(pathOrDir: string, options: LoadOptions = {}): P
     const prepared = new Set([weights.embed, weights.lmHead, ...weights.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down])]);
     return new Model(config, tokenizer, { kind: src.kind, path: src.path }, decoder, [...prepared].reduce((s, w) => s + w.byteLength, 0));
   } finally {
-    src.close(); // everything the model needs is in memory now
+    src.close(); // everything the model needs is in memory now, or in mappings its weights hold
   }
 }
 

@@ -2,11 +2,15 @@
  * Where a model comes from: an HF checkpoint directory or a .tpk. Both give the same thing — the
  * config/tokenizer texts and uniform access to stored tensors (name → shape, encoding, bytes) —
  * so weight loading does not care which one it reads.
+ *
+ * Tensor bytes are read into buffers of their own, or, given a `mapper` (a backend that uses stored
+ * bytes in place), handed out as views into a memory mapping of each file: nothing is copied, and
+ * the integrity checks are the same (.tpk blobs are hashed the first time they are used either way).
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { FormatError, TritpackError } from '../errors.js';
-import { isFloatDType, toFloat32 } from '../formats/dtype.js';
+import { dtypeByteSize, isFloatDType, toFloat32, type DType } from '../formats/dtype.js';
 import { SafetensorsCheckpoint } from '../formats/safetensors.js';
 import { isTernaryEncoding, TpkFile, type TpkEncoding, type TpkScale } from '../formats/tpk.js';
 
@@ -29,6 +33,10 @@ export interface ModelSource {
   tokenizerJson?: string;
   tokenizerConfigJson?: string;
   tensor(name: string): StoredTensor | undefined;
+  /**
+   * The stored bytes: a buffer of their own, or with a `mapper` a view into the file's mapping, which must
+   * never be written (the pages are read-only). Views of float tensors are element-aligned.
+   */
   readBytes(name: string): Uint8Array;
   readScales(name: string): Float32Array;
   /** A float tensor (norm weight, bias, weight_scale) as float32. */
@@ -36,21 +44,86 @@ export interface ModelSource {
   close(): void;
 }
 
-export function openModelSource(pathOrDir: string): ModelSource {
+/** Memory mappings of model files (NativeBackend). */
+export interface FileMapper {
+  /**
+   * The whole file mapped read-only through `fd`, the descriptor its reader opened and checked (so a
+   * path replaced since cannot swap the file); `file` names it in errors. It stays mapped while a view
+   * into it lives.
+   */
+  mapFile(file: string, fd: number): ArrayBuffer;
+  /** Lets the pages of a mapped view leave the resident set (they re-fault from the file if read again). */
+  dropPages(view: Uint8Array): void;
+}
+
+export interface SourceOptions {
+  /** Hand out tensor bytes as views into mappings of the files instead of reading copies. */
+  mapper?: FileMapper;
+}
+
+export function openModelSource(pathOrDir: string, options: SourceOptions = {}): ModelSource {
   let isDir: boolean;
   try {
     isDir = statSync(pathOrDir).isDirectory();
   } catch {
     throw new TritpackError(`${pathOrDir}: no such model file or directory`);
   }
-  return isDir ? openHfDir(pathOrDir) : openTpk(pathOrDir);
+  const mapped = options.mapper && mappingCache(options.mapper);
+  return isDir ? openHfDir(pathOrDir, mapped) : openTpk(pathOrDir, mapped);
+}
+
+/**
+ * Each file mapped once, when its first tensor is used; `clear` lets go (views keep their mapping
+ * alive); `copiedOut` drops the pages of a view whose values were converted into an array of their own.
+ */
+interface Mappings { get(file: string, fd: () => number): ArrayBuffer; copiedOut(view: Uint8Array): void; clear(): void }
+
+function mappingCache(mapper: FileMapper): Mappings {
+  const byFile = new Map<string, ArrayBuffer>();
+  return {
+    get: (file, fd) => {
+      let bytes = byFile.get(file);
+      if (!bytes) byFile.set(file, (bytes = mapper.mapFile(file, fd())));
+      return bytes;
+    },
+    copiedOut: (view) => mapper.dropPages(view),
+    clear: () => byFile.clear(),
+  };
+}
+
+/**
+ * A float tensor as float32, converted from its stored bytes into an array of its own. A mapped view is
+ * not needed after that: its pages leave the resident set (online-quantized float matrices of a BitNet
+ * checkpoint would otherwise stay resident after load, next to their ternary repack).
+ */
+function floatValues(origin: string, name: string, encoding: TpkEncoding, bytes: () => Uint8Array, mapped: Mappings | undefined): Float32Array {
+  if (isTernaryEncoding(encoding) || (!isFloatDType(encoding) && encoding !== 'F64')) throw new FormatError(origin, `tensor ${name} is stored as ${encoding}, expected a float dtype`);
+  const stored = bytes();
+  const values = toFloat32(stored, encoding);
+  mapped?.copiedOut(stored);
+  return values;
+}
+
+/**
+ * A safetensors tensor as a view into its file's mapping. The header's offsets were checked against
+ * the file's size at open; a mapping shorter than that (the file shrank since) is refused here, before
+ * anything reads it. A file that shrinks while mapped makes later reads fault (SIGBUS), as with any
+ * mmap. The official writer keeps every tensor aligned to 8 bytes; one placed off its element size's
+ * alignment (another writer) is copied, since the kernels read whole elements.
+ */
+function mappedTensor(file: string, fileBytes: ArrayBuffer, name: string, dtype: DType, offset: number, length: number): Uint8Array {
+  if (offset + length > fileBytes.byteLength) {
+    throw new FormatError(file, `truncated: tensor ${name} ends at byte ${offset + length} but the file has ${fileBytes.byteLength} bytes`);
+  }
+  const view = new Uint8Array(fileBytes, offset, length);
+  return offset % dtypeByteSize(dtype) === 0 ? view : view.slice();
 }
 
 function readOptional(file: string): string | undefined {
   return existsSync(file) ? readFileSync(file, 'utf8') : undefined;
 }
 
-function openHfDir(dir: string): ModelSource {
+function openHfDir(dir: string, mapped: Mappings | undefined): ModelSource {
   const configFile = path.join(dir, 'config.json');
   if (!existsSync(configFile)) throw new FormatError(dir, 'no config.json (a Hugging Face checkpoint directory needs one)');
   const checkpoint = SafetensorsCheckpoint.open(dir);
@@ -58,6 +131,10 @@ function openHfDir(dir: string): ModelSource {
     const t = checkpoint.get(name);
     if (!t) throw new FormatError(checkpoint.files[0] ?? dir, `no tensor named ${name}`);
     return t;
+  };
+  const mappedBytes = (name: string): Uint8Array => {
+    const t = info(name);
+    return mappedTensor(t.file, mapped!.get(t.file, () => checkpoint.descriptorOf(name)), name, t.dtype, t.dataOffset, t.byteLength);
   };
   return {
     kind: 'hf-dir',
@@ -72,14 +149,17 @@ function openHfDir(dir: string): ModelSource {
       const t = checkpoint.get(name);
       return t && { shape: t.shape, encoding: t.dtype };
     },
-    readBytes: (name) => checkpoint.readBytes(name),
+    readBytes: mapped ? mappedBytes : (name) => checkpoint.readBytes(name),
     readScales: (name) => { throw new FormatError(info(name).file, `tensor ${name} is not a packed ternary tensor`); },
-    readVector: (name) => checkpoint.readFloat32(name),
-    close: () => checkpoint.close(),
+    readVector: mapped ? (name) => floatValues(info(name).file, name, info(name).dtype, () => mappedBytes(name), mapped) : (name) => checkpoint.readFloat32(name),
+    close: () => {
+      checkpoint.close();
+      mapped?.clear();
+    },
   };
 }
 
-function openTpk(file: string): ModelSource {
+function openTpk(file: string, mapped: Mappings | undefined): ModelSource {
   const tpk = TpkFile.open(file);
   const files = tpk.header.files ?? {};
   const configText = files['config.json'];
@@ -92,6 +172,8 @@ function openTpk(file: string): ModelSource {
     if (!t) throw new FormatError(file, `no tensor named ${name}`);
     return t;
   };
+  // Blobs sit at 64-byte-aligned offsets and mappings start on a page: views are always element-aligned.
+  const readData = mapped ? (name: string) => tpk.dataView(name, mapped.get(file, () => tpk.descriptor)) : (name: string) => tpk.readData(name);
   return {
     kind: 'tpk',
     path: file,
@@ -106,14 +188,12 @@ function openTpk(file: string): ModelSource {
       if (!t) return undefined;
       return t.scale ? { shape: t.shape, encoding: t.encoding, scale: t.scale } : { shape: t.shape, encoding: t.encoding };
     },
-    readBytes: (name) => tpk.readData(name),
+    readBytes: readData,
     readScales: (name) => tpk.readScales(name),
-    readVector: (name) => {
-      const t = entry(name);
-      const encoding = t.encoding;
-      if (isTernaryEncoding(encoding) || (!isFloatDType(encoding) && encoding !== 'F64')) throw new FormatError(file, `tensor ${name} is stored as ${encoding}, expected a float dtype`);
-      return toFloat32(tpk.readData(name), encoding);
+    readVector: (name) => floatValues(file, name, entry(name).encoding, () => readData(name), mapped),
+    close: () => {
+      tpk.close();
+      mapped?.clear();
     },
-    close: () => tpk.close(),
   };
 }

@@ -123,6 +123,11 @@ export class SafetensorsCheckpoint {
     return file;
   }
 
+  /** The descriptor of the open file holding tensor `name` (SafetensorsFile.descriptor). */
+  descriptorOf(name: string): number {
+    return this.fileOf(name).descriptor;
+  }
+
   readBytes(name: string): Uint8Array {
     return this.fileOf(name).readBytes(name);
   }

@@ -47,6 +47,11 @@ export class SafetensorsFile {
     }
   }
 
+  /** The open file's descriptor, to map exactly the file whose header was checked (even if its path was replaced since). */
+  get descriptor(): number {
+    return this.fdOrThrow();
+  }
+
   get(name: string): SafetensorsTensorInfo | undefined {
     return this.byName.get(name);
   }

@@ -1,4 +1,7 @@
-/** Reading a .tpk file: the preamble and header are checked on open, each blob's sha256 when it is read. */
+/**
+ * Reading a .tpk file: the preamble and header are checked on open, each blob's sha256 when it is
+ * read (or first viewed in a mapping of the file).
+ */
 import { createHash, type Hash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { FormatError, TritpackError } from '../../errors.js';
@@ -43,6 +46,11 @@ export class TpkFile {
     this.byName = new Map(header.tensors.map((t) => [t.name, t]));
   }
 
+  /** The open file's descriptor, to map exactly the file that was checked (even if its path was replaced since). */
+  get descriptor(): number {
+    return this.openFd();
+  }
+
   tensor(name: string): TpkTensorEntry | undefined {
     return this.byName.get(name);
   }
@@ -51,6 +59,22 @@ export class TpkFile {
   readData(name: string): Uint8Array {
     const entry = this.entry(name);
     return this.readBlob(entry, entry.data, 'data');
+  }
+
+  /**
+   * The tensor's data blob as a view into `fileBytes`, this file's whole content (a memory mapping),
+   * instead of a read copy; checked against its sha256 the first time, like readData. The blob's
+   * bounds were checked against the file's size at open; `fileBytes` shorter than that (the file
+   * shrank since) is the same truncation error, raised before anything reads past its end. (A file
+   * that shrinks while mapped makes later reads fault with SIGBUS, as with any mmap.)
+   */
+  dataView(name: string, fileBytes: ArrayBuffer): Uint8Array {
+    const entry = this.entry(name);
+    const { offset, length } = entry.data;
+    if (offset + length > fileBytes.byteLength) {
+      throw new FormatError(this.path, `truncated: tensor ${quote(name)}: data ends at byte ${offset + length} but the file has ${fileBytes.byteLength} bytes`);
+    }
+    return this.verify(entry, entry.data, 'data', new Uint8Array(fileBytes, offset, length));
   }
 
   /** The ternary tensor's f32 scales (little-endian on disk), checked against their sha256. */
@@ -100,6 +124,11 @@ export class TpkFile {
   private readBlob(entry: TpkTensorEntry, ref: TpkBlobRef, what: 'data' | 'scales'): Uint8Array {
     const bytes = new Uint8Array(ref.length);
     readExactly(this.openFd(), this.path, bytes, ref.offset);
+    return this.verify(entry, ref, what, bytes);
+  }
+
+  /** `bytes` (the blob `ref`), once its sha256 matches the header's; hashed the first time only. */
+  private verify(entry: TpkTensorEntry, ref: TpkBlobRef, what: 'data' | 'scales', bytes: Uint8Array): Uint8Array {
     if (!this.verified.has(ref) && !this.accept(ref, createHash('sha256').update(bytes))) {
       throw new FormatError(this.path, mismatchProblem(entry.name, what));
     }

@@ -6,7 +6,9 @@
  *
  * Ternary weights are repacked once at load into the addon's compute layout (2-bit codes in
  * 128-column blocks, see native/tp.h), in memory outside the JS heap on huge pages; float weights
- * are used in place from their stored bytes. Results go into the caller's `out` buffers when given.
+ * are used in place from their stored bytes. loadModel hands both over as views into a mapping of
+ * the model file (`mapFile`), so no weight is copied into a JavaScript buffer on the way.
+ * Results go into the caller's `out` buffers when given.
  * `matmulQ8` is bit-identical to the reference (exact integer sums, then the same double-precision
  * steps); float matmuls accumulate in float32 lanes and agree to rounding.
  */
@@ -16,6 +18,7 @@ import { TritpackError } from '../../errors.js';
 import { dtypeByteSize, toFloat32, type FloatDType } from '../../formats/dtype.js';
 import { packedByteLength } from '../../formats/ternary.js';
 import type { AttentionShape, Backend, KvCache, PreparedWeight, QuantizedActivations, WeightSource } from '../backend.js';
+import type { FileMapper } from '../sources.js';
 
 /** The addon's entry points (native/tp_addon.c). */
 export interface NativeAddon {
@@ -40,6 +43,13 @@ export interface NativeAddon {
   readBandwidth(bytes: number, reps: number): number;
   /** A zero-filled buffer outside the JS heap on huge pages where the OS allows (fewer TLB misses while streaming weights). */
   allocWeights(bytes: number): Uint8Array;
+  /**
+   * The whole file mapped read-only (native/tp_map.c), through `fd` when given (left open) or by opening
+   * `file`; unmapped when the buffer is collected. Never write through a view.
+   */
+  mapFile(file: string, fd?: number): ArrayBuffer;
+  /** Lets the pages wholly inside `view` leave the resident set if it lies in a mapFile mapping (they re-fault from the file); false otherwise. */
+  dropPages(view: Uint8Array): boolean;
 }
 
 let loaded: { addon: NativeAddon } | { error: string } | undefined;
@@ -92,7 +102,7 @@ function reuse(into: Float32Array | undefined, length: number): Float32Array {
   return into !== undefined && into.length === length ? into : new Float32Array(length);
 }
 
-export class NativeBackend implements Backend {
+export class NativeBackend implements Backend, FileMapper {
   readonly name = 'native';
   private readonly addon: NativeAddon;
   private slab: Uint8Array | null = null;
@@ -124,6 +134,24 @@ export class NativeBackend implements Backend {
     return view;
   }
 
+  /**
+   * The model file mapped read-only (through `fd`, its open descriptor, when given), for tensor bytes
+   * used where they lie. A failure is one line naming the file. The mapping lives as long as a view
+   * into it does: prepared float weights hold theirs.
+   */
+  mapFile(file: string, fd?: number): ArrayBuffer {
+    try {
+      return this.addon.mapFile(file, fd);
+    } catch (err) {
+      throw new TritpackError((err as Error).message, { cause: err });
+    }
+  }
+
+  /** Lets the pages wholly inside a view of a mapFile mapping leave the resident set; other buffers are left alone. */
+  dropPages(view: Uint8Array): void {
+    this.addon.dropPages(view);
+  }
+
   /** Threads the kernels use now, the calling thread included. */
   get threads(): number {
     return this.addon.features().threads;
@@ -132,7 +160,9 @@ export class NativeBackend implements Backend {
   prepare(weight: WeightSource): PreparedWeight {
     const { name, rows, cols } = weight;
     if (weight.kind === 'float') {
-      // Used in place: no float32 copy of an f16/bf16 tensor.
+      // Used in place: no float32 copy of an f16/bf16 tensor. A mapped tensor's pages were all touched by
+      // the load's sha256 check (.tpk); let the kernels fault in what they read (of an embedding, its rows).
+      this.dropPages(weight.bytes);
       return { name, kind: 'float', rows, cols, dtype: weight.dtype, bytes: weight.bytes, byteLength: weight.bytes.byteLength } as NativeFloatWeight;
     }
     const need = packedByteLength(weight.packing, rows * cols);
@@ -140,6 +170,9 @@ export class NativeBackend implements Backend {
     const codes = this.allocCodes(rows * Math.ceil(cols / 128) * 32);
     const bad = this.addon.repack(weight.packing === 't2' ? 0 : 1, weight.packed, 0, rows, cols, codes);
     if (bad >= 0) throw new TritpackError(`${name}: t2 data holds the invalid code 3 at element ${bad}`);
+    // Stored codes mapped from the file are not needed any more: their pages leave the resident set
+    // (a no-op for codes read into a buffer).
+    this.dropPages(weight.packed);
     const groupSize = weight.granularity === 'group' ? weight.groupSize! : cols;
     return {
       name, kind: 'ternary', rows, cols, codes, scales: weight.scales, scaleMode: SCALE_MODES[weight.granularity], groupSize,
