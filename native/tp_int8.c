@@ -17,6 +17,12 @@
  * Int32 lanes wrap modulo 2^32, and the true S fits int32 (|S| ≤ 127·128·cols < 2^31 for cols ≤
  * TP_INT8_MAX_COLS), so even when an intermediate lane or the VNNI offset sum wraps, the final
  * two's-complement result is S exactly.
+ *
+ * VNNI serves groups of four tokens (prefill), where the work is compute-bound and one vpdpbusd per
+ * 64 columns beats AVX2's four steps (47–51 vs 84 ms for 64 tokens on a 32000 × 2048 head, one
+ * thread). A single token (decoding, memory-bound) takes the AVX2 kernel even where VNNI exists: in
+ * alternating runs it streamed that head as fast or faster (1.8–2.0 vs 1.9–2.6 ms); why was not
+ * pinned down (four accumulator chains instead of two, or 256-bit vpdpbusd, did not change it).
  */
 #include "tp.h"
 #include <immintrin.h>
@@ -28,15 +34,13 @@
 typedef struct {
   const tp_int8 *w;
   const int8_t *x;     /* n × stride, zero padded */
-  const uint8_t *ax;   /* |x| for the AVX2 kernel, else NULL */
+  const uint8_t *ax;   /* |x| for the AVX2 kernel */
   const int32_t *xsum; /* Σ x per token (the VNNI offset's correction) */
-  int n, kernel;
+  int n, avx2, vnni;
   const float *sx, *bias;
   float *out;
   int chunk_rows;
 } i8_ctx;
-
-enum { PORTABLE, AVX2, VNNI };
 
 /* Σ w·x over a whole padded row for N tokens (N = 1 decode, 4 prefill), sign trick (see top). */
 __attribute__((target("avx2"), always_inline))
@@ -70,33 +74,27 @@ static void dot1_avx2(const int8_t *w, const int8_t *x, const uint8_t *ax, int s
 
 #define VNNI_TARGET "avx512f,avx512bw,avx512vl,avx512vnni"
 
-/* Σ (w + 128)·x over a whole padded row for N tokens; two accumulator chains per token so one
- * token's stream is not held to the latency of vpdpbusd. The caller takes 128·Σx off. */
-__attribute__((target(VNNI_TARGET), always_inline))
-static inline void dot_vnni(const int8_t *w, const int8_t *x, size_t xs, int stride, int32_t *out, const int N) {
+/* Σ (w + 128)·x over a whole padded row for four tokens, two accumulator chains per token. The
+ * caller takes 128·Σx off. */
+__attribute__((target(VNNI_TARGET)))
+static void dot4_vnni(const int8_t *w, const int8_t *x, size_t xs, int stride, int32_t *out) {
   const __m512i flip = _mm512_set1_epi8((char)0x80);
   __m512i a[4][2];
-  for (int j = 0; j < N; j++) a[j][0] = a[j][1] = _mm512_setzero_si512();
+  for (int j = 0; j < 4; j++) a[j][0] = a[j][1] = _mm512_setzero_si512();
   int c = 0;
   for (; c + 128 <= stride; c += 128) {
-    if (N == 1) { TP_PREFETCH(w + c); TP_PREFETCH(w + c + 64); }
     const __m512i w0 = _mm512_xor_si512(_mm512_loadu_si512(w + c), flip), w1 = _mm512_xor_si512(_mm512_loadu_si512(w + c + 64), flip);
-    for (int j = 0; j < N; j++) {
+    for (int j = 0; j < 4; j++) {
       a[j][0] = _mm512_dpbusd_epi32(a[j][0], w0, _mm512_loadu_si512(x + j * xs + c));
       a[j][1] = _mm512_dpbusd_epi32(a[j][1], w1, _mm512_loadu_si512(x + j * xs + c + 64));
     }
   }
   if (c < stride) { /* one 64-column step left (stride is a multiple of 64) */
     const __m512i w0 = _mm512_xor_si512(_mm512_loadu_si512(w + c), flip);
-    for (int j = 0; j < N; j++) a[j][0] = _mm512_dpbusd_epi32(a[j][0], w0, _mm512_loadu_si512(x + j * xs + c));
+    for (int j = 0; j < 4; j++) a[j][0] = _mm512_dpbusd_epi32(a[j][0], w0, _mm512_loadu_si512(x + j * xs + c));
   }
-  for (int j = 0; j < N; j++) out[j] = _mm512_reduce_add_epi32(_mm512_add_epi32(a[j][0], a[j][1]));
+  for (int j = 0; j < 4; j++) out[j] = _mm512_reduce_add_epi32(_mm512_add_epi32(a[j][0], a[j][1]));
 }
-
-__attribute__((target(VNNI_TARGET)))
-static void dot4_vnni(const int8_t *w, const int8_t *x, size_t xs, int stride, int32_t *out) { dot_vnni(w, x, xs, stride, out, 4); }
-__attribute__((target(VNNI_TARGET)))
-static void dot1_vnni(const int8_t *w, const int8_t *x, int stride, int32_t *out) { dot_vnni(w, x, 0, stride, out, 1); }
 
 static int32_t dot_portable(const int8_t *w, const int8_t *x, int cols) {
   int32_t s = 0;
@@ -104,16 +102,15 @@ static int32_t dot_portable(const int8_t *w, const int8_t *x, int cols) {
   return s;
 }
 
-/* Σ w·x of row r for tokens [i, i + N) into d; the VNNI offset is undone here (modulo 2^32, see top). */
+/* Σ w·x of row r for tokens [i, i + N) into d (N = 4 or 1); the VNNI offset is undone here (modulo 2^32, see top). */
 static inline void row_dots(const i8_ctx *k, int r, int i, int N, int32_t *d) {
   const tp_int8 *w = k->w;
   const int8_t *row = w->q + (size_t)r * w->stride, *x = k->x + (size_t)i * w->stride;
   const size_t xs = (size_t)w->stride;
-  if (k->kernel == VNNI) {
-    if (N == 4) dot4_vnni(row, x, xs, w->stride, d);
-    else dot1_vnni(row, x, w->stride, d);
-    for (int j = 0; j < N; j++) d[j] = (int32_t)((uint32_t)d[j] - 128u * (uint32_t)k->xsum[i + j]);
-  } else if (k->kernel == AVX2) {
+  if (N == 4 && k->vnni) {
+    dot4_vnni(row, x, xs, w->stride, d);
+    for (int j = 0; j < 4; j++) d[j] = (int32_t)((uint32_t)d[j] - 128u * (uint32_t)k->xsum[i + j]);
+  } else if (k->avx2) {
     const uint8_t *ax = k->ax + (size_t)i * xs;
     if (N == 4) dot4_avx2(row, x, ax, xs, w->stride, d);
     else dot1_avx2(row, x, ax, w->stride, d);
@@ -131,7 +128,7 @@ static void i8_chunk(void *p, int chunk) {
     for (int r = r0; r < r1; r++) {
       const double sr = (double)w->scales[r], b = k->bias ? (double)k->bias[r] : 0.0;
       for (int i = t0; i < t1;) {
-        const int N = k->kernel != PORTABLE && i + 4 <= t1 ? 4 : 1;
+        const int N = k->avx2 && i + 4 <= t1 ? 4 : 1;
         int32_t d[4];
         row_dots(k, r, i, N, d);
         /* s_r·s_x is exact in double (two 24-bit significands): one rounding in the division */
@@ -142,7 +139,6 @@ static void i8_chunk(void *p, int chunk) {
 }
 
 void tp_int8_q8(const tp_int8 *w, const int8_t *q, int n, const float *sx, const float *bias, float *out) {
-  const int kernel = tp_has_avx512vnni() ? VNNI : tp_has_avx2() ? AVX2 : PORTABLE;
   /* 64-byte aligned rows of activations (stride is a multiple of 64), then |x| for AVX2, then Σx */
   const size_t xbytes = (size_t)n * w->stride;
   uint8_t *buf = aligned_alloc(64, xbytes * 2 + ((size_t)n * sizeof(int32_t) + 63) / 64 * 64);
@@ -161,7 +157,7 @@ void tp_int8_q8(const tp_int8 *w, const int8_t *q, int n, const float *sx, const
     }
     xsum[i] = s;
   }
-  i8_ctx k = { w, x, ax, xsum, n, kernel, sx, bias, out, 0 };
+  i8_ctx k = { w, x, ax, xsum, n, tp_has_avx2(), tp_has_avx512vnni(), sx, bias, out, 0 };
   k.chunk_rows = tp_chunk_rows(w->rows, (size_t)w->stride * (n < 4 ? 1 : 4));
   tp_pool_run(i8_chunk, &k, (w->rows + k.chunk_rows - 1) / k.chunk_rows);
   free(buf);

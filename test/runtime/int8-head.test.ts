@@ -146,7 +146,7 @@ const SHAPES: [rows: number, cols: number, n: number][] = [
 ];
 
 const KERNELS = [
-  { label: 'best SIMD (AVX-512 VNNI where the CPU has it)', vnni: true, portable: false },
+  { label: 'best SIMD (AVX-512 VNNI for 4-token groups where the CPU has it, AVX2 otherwise)', vnni: true, portable: false },
   { label: 'AVX2 (sign trick)', vnni: false, portable: false },
   { label: 'portable C', vnni: true, portable: true },
 ];
