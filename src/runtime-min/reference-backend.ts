@@ -113,12 +113,12 @@ export class ReferenceBackend implements Backend {
 
   gatherRows(w: PreparedWeight, ids: ArrayLike<number>): Float32Array {
     const weight = w as RefWeight;
+    if (weight.kind === 'int8') throw new Error(`gatherRows reads float or ternary weights; ${weight.name} is int8`);
     const { cols } = weight;
     const out = new Float32Array(ids.length * cols);
     const row = new Int8Array(cols);
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
-      if (weight.kind === 'int8') throw new Error(`gatherRows reads float or ternary weights; ${weight.name} is int8`);
       if (weight.kind === 'float') {
         out.set(weight.data.subarray(id * cols, (id + 1) * cols), i * cols);
         continue;

@@ -189,11 +189,11 @@ export class NativeBackend implements Backend {
 
   gatherRows(w: PreparedWeight, ids: ArrayLike<number>): Float32Array {
     const weight = w as NativeWeight;
+    if (weight.kind === 'int8') throw new Error(`gatherRows reads float or ternary weights; ${weight.name} is int8`);
     const { cols } = weight;
     const out = new Float32Array(ids.length * cols);
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
-      if (weight.kind === 'int8') throw new Error(`gatherRows reads float or ternary weights; ${weight.name} is int8`);
       if (weight.kind === 'ternary') {
         this.addon.ternaryRow(weight.codes, weight.rows, cols, weight.scales, weight.scaleMode, weight.groupSize, id, out.subarray(i * cols, (i + 1) * cols));
         continue;
