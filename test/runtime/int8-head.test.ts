@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { convertCheckpoint } from '../../src/converters/convert.js';
 import { fromFloat32, type FloatDType } from '../../src/formats/dtype.js';
 import { loadModel, ReferenceBackend, normalizeConfig, type Backend, type Int8WeightSource, type PreparedWeight, type QuantizedActivations } from '../../src/runtime-min/index.js';
 import { quantizeWeightRows } from '../../src/runtime-min/reference-backend.js';
@@ -289,9 +290,34 @@ for (const fixture of ['tinystories-656K', 'bitnet-tiny'] as FixtureName[]) {
   }
 }
 
-describe('runtime: lmHead option errors', () => {
-  it('refuses an unknown precision before loading anything', async () => {
+describe('runtime: lmHead int8 on an untied model, and its errors', () => {
+  let temp: ReturnType<typeof makeTempDir>;
+  before(() => { temp = makeTempDir(); });
+  after(() => temp.cleanup());
+
+  it('quantizes lm_head and keeps model.embed_tokens float (llama-256 is untied)', async () => {
+    const model = await loadModel(fixtureDir('llama-256'), { backend: 'reference', lmHead: 'int8' });
+    const float = await loadModel(fixtureDir('llama-256'), { backend: 'reference' });
+    try {
+      const { vocabSize: V, hiddenSize: H } = model.config;
+      // the f32 head (4 bytes a weight) is replaced by 1 byte a weight and a scale per row
+      assert.equal(float.weightBytes - model.weightBytes, V * H * 3 - V * 4);
+      const ids = [1, 5, 9, 200, 17];
+      const a = model.logits(ids), b = float.logits(ids);
+      let worst = 0;
+      for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!) / (1 + Math.abs(b[i]!)));
+      assert.ok(worst > 0 && worst < 0.05, `relative logit change ${worst}`);
+    } finally {
+      model.close();
+      float.close();
+    }
+  });
+
+  it('refuses an unknown precision, and a LM head stored ternary (nothing float to quantize)', async () => {
     await assert.rejects(loadModel(fixtureDir('tinystories-656K'), { lmHead: 'int4' as 'int8' }), /unknown LM head precision "int4"; available: float, int8/);
+    const output = path.join(temp.dir, 'ternary-head.tpk');
+    await convertCheckpoint({ input: fixtureDir('llama-256'), output, include: ['lm_head.weight'] });
+    await assert.rejects(loadModel(output, { backend: 'reference', lmHead: 'int8' }), /ternary-head\.tpk: an int8 LM head is made from float weights, but lm_head\.weight is stored as ternary/);
   });
 });
 
