@@ -82,6 +82,17 @@ void tp_ternary_f32(const tp_ternary *w, const float *x, int n, const float *bia
 /* Decode row r to floats t·scale. */
 void tp_ternary_row(const tp_ternary *w, int r, float *out);
 
+/* ---- int8 weights (tp_int8.c): the opt-in int8 LM head ---- */
+#define TP_INT8_ALIGN 64           /* columns per padded row: one 64-byte load, no column tails */
+#define TP_INT8_MAX_COLS 131072    /* |Σ w·x| ≤ 127·128·cols stays below 2^31 */
+typedef struct {
+  const int8_t *q;     /* rows × stride, row r's columns [cols, stride) zero */
+  int rows, cols, stride;
+  const float *scales; /* s_r per row: W[r][c] ≈ q / s_r */
+} tp_int8;
+/* out[i·rows + r] = (float)((double)(Σ_c q·x exact) / ((double)s_r · s_x[i]) + bias[r]), bit-identical to the reference. */
+void tp_int8_q8(const tp_int8 *w, const int8_t *x, int n, const float *sx, const float *bias, float *out);
+
 /* ---- float weights (tp_float.c) ---- */
 enum { TP_F32 = 0, TP_F16 = 1, TP_BF16 = 2 };
 void tp_float_matmul(int dtype, const void *w, int rows, int cols, const float *x, int n, const float *bias, float *out);

@@ -17,6 +17,7 @@
 #include "tp.h"
 
 static int force_portable = 0;
+static int force_no_vnni = 0;
 
 int tp_has_avx2(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -51,7 +52,7 @@ int tp_has_avx512vnni(void) {
     __builtin_cpu_init();
     cached = __builtin_cpu_supports("avx512vnni");
   }
-  return cached && tp_has_avx512();
+  return cached && tp_has_avx512() && !force_no_vnni;
 #else
   return 0;
 #endif
@@ -158,6 +159,16 @@ static napi_value js_set_portable(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* setVnni(bool): off = the AVX2 kernels even where AVX-512 VNNI is available (tests reach them on VNNI machines). */
+static napi_value js_set_vnni(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  bool on;
+  if (!args(env, info, 1, argv)) return NULL;
+  CHECK(napi_get_value_bool(env, argv[0], &on));
+  force_no_vnni = !on;
+  return NULL;
+}
+
 /* setThreads(n): n participants including the caller; 0 = one per online CPU. */
 static napi_value js_set_threads(napi_env env, napi_callback_info info) {
   napi_value argv[MAX_ARGS];
@@ -203,6 +214,26 @@ static napi_value js_ternary_q8(napi_env env, napi_callback_info info) {
       !get_view(env, argv[10], napi_float32_array, 0, &sx, "sx must be a Float32Array")) return NULL;
   if (sx.bytes < (size_t)n * 4) FAIL("matmulQ8: %d activation scales needed", n);
   tp_ternary_q8(&w, x.data, n, sx.data, bias.present ? bias.data : NULL, out.data);
+  return NULL;
+}
+
+/* int8Q8(q, rows, cols, scales, x, n, bias, out, sx): q is rows × stride bytes, stride = cols rounded up to TP_INT8_ALIGN */
+static napi_value js_int8_q8(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  tp_int8 w;
+  view q, scales, x, bias, out, sx;
+  int n;
+  if (!args(env, info, 9, argv) || !get_view(env, argv[0], napi_uint8_array, 0, &q, "q must be a Uint8Array") ||
+      !get_int(env, argv[1], &w.rows, "rows must be a non-negative int") || !get_int(env, argv[2], &w.cols, "cols must be a non-negative int") ||
+      !get_view(env, argv[3], napi_float32_array, 0, &scales, "scales must be a Float32Array") ||
+      !get_io(env, argv + 4, napi_int8_array, w.rows, w.cols, &x, &n, &bias, &out) ||
+      !get_view(env, argv[8], napi_float32_array, 0, &sx, "sx must be a Float32Array")) return NULL;
+  if (w.cols < 1 || w.cols > TP_INT8_MAX_COLS) FAIL("int8Q8: %d columns; 1 to %d supported", w.cols, TP_INT8_MAX_COLS);
+  w.stride = (w.cols + TP_INT8_ALIGN - 1) / TP_INT8_ALIGN * TP_INT8_ALIGN;
+  if (q.bytes < (size_t)w.rows * w.stride || scales.bytes < (size_t)w.rows * 4 || sx.bytes < (size_t)n * 4) FAIL("int8Q8: weights, scales or activation scales shorter than %d × %d needs", w.rows, w.cols);
+  w.q = q.data;
+  w.scales = scales.data;
+  tp_int8_q8(&w, x.data, n, sx.data, bias.present ? bias.data : NULL, out.data);
   return NULL;
 }
 
@@ -391,9 +422,11 @@ static napi_value init(napi_env env, napi_value exports) {
     { "features", NULL, js_features, NULL, NULL, NULL, napi_default, NULL },
     { "setPortable", NULL, js_set_portable, NULL, NULL, NULL, napi_default, NULL },
     { "setThreads", NULL, js_set_threads, NULL, NULL, NULL, napi_default, NULL },
+    { "setVnni", NULL, js_set_vnni, NULL, NULL, NULL, napi_default, NULL },
     { "repack", NULL, js_repack, NULL, NULL, NULL, napi_default, NULL },
     { "ternaryQ8", NULL, js_ternary_q8, NULL, NULL, NULL, napi_default, NULL },
     { "ternaryF32", NULL, js_ternary_f32, NULL, NULL, NULL, napi_default, NULL },
+    { "int8Q8", NULL, js_int8_q8, NULL, NULL, NULL, napi_default, NULL },
     { "ternaryRow", NULL, js_ternary_row, NULL, NULL, NULL, napi_default, NULL },
     { "floatMatmul", NULL, js_float_matmul, NULL, NULL, NULL, napi_default, NULL },
     { "attention", NULL, js_attention, NULL, NULL, NULL, napi_default, NULL },

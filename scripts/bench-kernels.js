@@ -8,10 +8,12 @@
  * by the addon in the same run; the decode roofline (bytes read per token × tokens/s ÷ bandwidth);
  * and each run's peak RSS (every configuration runs in its own child process, so maxRSS is its own).
  * Timings on a shared machine are noisy: compare the ratios, which are measured in the same run.
+ * `--lm-head int8` adds the ternary model with the opt-in int8 LM head on the native backend (rows
+ * "ternary+i8h"; its figures include that head's different numerics).
  *
- *   node scripts/bench-kernels.js [--dir .cache/synthetic-tinyllama] [--threads 1,2] [--no-wasm] [--quick] [--json]
+ *   node scripts/bench-kernels.js [--dir .cache/synthetic-tinyllama] [--threads 1,2] [--no-wasm] [--lm-head int8] [--quick] [--json]
  *
- * `runKernelBench({ dir, threads, quick, wasm, print, onProgress })` returns the same result object
+ * `runKernelBench({ dir, threads, quick, wasm, lmHead, print, onProgress })` returns the same result object
  * (and prints the table when `print`) for scripts/bench.js. Needs `npm run build`.
  */
 import { spawnSync } from 'node:child_process';
@@ -47,10 +49,10 @@ function argmax(logits) {
 }
 
 /** Child: one model at one thread count; prints one JSON line. */
-async function child(modelPath, backend, threads, decodeTokens, longPrompt) {
+async function child(modelPath, backend, threads, decodeTokens, longPrompt, lmHead) {
   const { loadModel } = await import('../dist/runtime-min/index.js');
   let t = performance.now();
-  const model = await loadModel(modelPath, backend === 'native' ? { backend, threads } : { backend });
+  const model = await loadModel(modelPath, backend === 'native' ? { backend, threads, lmHead } : { backend, lmHead });
   const loadSeconds = (performance.now() - t) / 1000;
   const cfg = model.config;
   const warm = model.createSession(); // first calls start the pool's threads and touch every weight page once
@@ -77,7 +79,7 @@ async function child(modelPath, backend, threads, decodeTokens, longPrompt) {
   const meanLength = 64 + decodeTokens / 2;
   const kvBytes = cfg.numLayers * 2 * meanLength * cfg.numKvHeads * cfg.headDim * 4;
   const result = {
-    threads, backend: model.backend, layers: cfg.numLayers, loadSeconds, weightBytes: model.weightBytes,
+    threads, backend: model.backend, lmHead: model.lmHead, layers: cfg.numLayers, loadSeconds, weightBytes: model.weightBytes,
     decodeBytesPerToken: model.weightBytes - embedBytes + kvBytes,
     prefill64, decode, prefillLong, maxRssBytes: process.resourceUsage().maxRSS * 1024,
   };
@@ -109,13 +111,14 @@ export async function runKernelBench(options = {}) {
     ...threadCounts.map((t) => ({ model: 'ternary', backend: 'native', threads: t })),
     ...(options.wasm === false ? [] : [{ model: 'ternary', backend: 'wasm', threads: 1 }]),
     ...threadCounts.map((t) => ({ model: 'f16', backend: 'native', threads: t })),
+    ...(options.lmHead === 'int8' ? threadCounts.map((t) => ({ model: 'ternary', backend: 'native', threads: t, lmHead: 'int8' })) : []),
   ];
   const runs = [];
   for (const c of configs) {
     options.onProgress?.(`${c.model}, ${c.backend}, ${c.threads} thread(s)…`);
-    const r = spawnSync(process.execPath, [here, '--child', models[c.model], c.backend, String(c.threads), String(decodeTokens), String(longPrompt)], { encoding: 'utf8', timeout: 15 * 60_000 });
+    const r = spawnSync(process.execPath, [here, '--child', models[c.model], c.backend, String(c.threads), String(decodeTokens), String(longPrompt), c.lmHead ?? 'float'], { encoding: 'utf8', timeout: 15 * 60_000 });
     if (r.status !== 0) throw new Error(`benchmark child (${c.model}, ${c.backend}, ${c.threads} threads) failed: ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-3).join(' | ')}`);
-    const run = { model: c.model, ...JSON.parse(r.stdout.trim().split('\n').pop()) };
+    const run = { model: c.lmHead === 'int8' ? `${c.model}+i8h` : c.model, ...JSON.parse(r.stdout.trim().split('\n').pop()) };
     run.roofline = run.decodeBytesPerToken * run.decode / bandwidth[c.threads];
     runs.push(run);
   }
@@ -130,6 +133,7 @@ export async function runKernelBench(options = {}) {
     prefill64OverLlamaCppTQ2_0: LLAMA_CPP_REFERENCE.TQ2_0.prefill64[t] && find('ternary', t).layers === 22 ? find('ternary', t).prefill64 / LLAMA_CPP_REFERENCE.TQ2_0.prefill64[t] : null,
     peakRssTernaryOverF16: find('ternary', t).maxRssBytes / find('f16', t).maxRssBytes,
     wasmDecodeOverNative: wasm ? wasm.decode / find('ternary', t).decode : null,
+    decodeInt8HeadOverFloatHead: find('ternary+i8h', t) ? find('ternary+i8h', t).decode / find('ternary', t).decode : null,
   }));
   const res = {
     machine: { cpus: (await import('node:os')).cpus().length, loadAverage: (await import('node:os')).loadavg() },
@@ -144,25 +148,26 @@ function printTable(res) {
   const gb = (b) => (b / 1e9).toFixed(2);
   console.log(`model: ${path.relative(root, res.model)}; load average at the end: ${res.machine.loadAverage.map((l) => l.toFixed(1)).join(' ')} on ${res.machine.cpus} CPUs`);
   for (const [t, bw] of Object.entries(res.bandwidthBytesPerSecond)) console.log(`read bandwidth, ${t} thread(s): ${gb(bw)} GB/s`);
-  console.log('model    backend  thr  decode tok/s  prefill64 tok/s  prefill512 tok/s  bytes/token  roofline  peak RSS   load');
+  console.log('model        backend  thr  decode tok/s  prefill64 tok/s  prefill512 tok/s  bytes/token  roofline  peak RSS   load');
   for (const r of res.runs) {
-    console.log(`${r.model.padEnd(8)} ${r.backend.padEnd(7)} ${String(r.threads).padStart(3)}  ${r.decode.toFixed(1).padStart(12)}  ${r.prefill64.toFixed(1).padStart(15)}  ${(r.prefillLong?.toFixed(1) ?? '-').padStart(16)}  ${(gb(r.decodeBytesPerToken) + ' GB').padStart(11)}  ${(100 * r.roofline).toFixed(0).padStart(7)}%  ${(gb(r.maxRssBytes) + ' GB').padStart(8)}  ${r.loadSeconds.toFixed(1)} s`);
+    console.log(`${r.model.padEnd(12)} ${r.backend.padEnd(7)} ${String(r.threads).padStart(3)}  ${r.decode.toFixed(1).padStart(12)}  ${r.prefill64.toFixed(1).padStart(15)}  ${(r.prefillLong?.toFixed(1) ?? '-').padStart(16)}  ${(gb(r.decodeBytesPerToken) + ' GB').padStart(11)}  ${(100 * r.roofline).toFixed(0).padStart(7)}%  ${(gb(r.maxRssBytes) + ' GB').padStart(8)}  ${r.loadSeconds.toFixed(1)} s`);
   }
   for (const q of res.ratios) {
     console.log(`${q.threads} thread(s): ternary/F16 decode ×${q.decodeTernaryOverF16.toFixed(2)}, prefill64 ×${q.prefill64TernaryOverF16.toFixed(2)}; peak RSS ternary/F16 ${q.peakRssTernaryOverF16.toFixed(2)}` +
       (q.decodeOverLlamaCppTQ2_0 ? `; vs llama.cpp TQ2_0 (notes): decode ×${q.decodeOverLlamaCppTQ2_0.toFixed(2)}, prefill64 ×${q.prefill64OverLlamaCppTQ2_0.toFixed(2)}` : '') +
-      (q.wasmDecodeOverNative ? `; wasm/native decode ${q.wasmDecodeOverNative.toFixed(2)}` : ''));
+      (q.wasmDecodeOverNative ? `; wasm/native decode ${q.wasmDecodeOverNative.toFixed(2)}` : '') +
+      (q.decodeInt8HeadOverFloatHead ? `; int8/float LM head decode ×${q.decodeInt8HeadOverFloatHead.toFixed(2)}` : ''));
   }
 }
 
 const argv = process.argv.slice(2);
 if (argv[0] === '--child') {
-  await child(argv[1], argv[2], Number(argv[3]), Number(argv[4]), Number(argv[5]));
+  await child(argv[1], argv[2], Number(argv[3]), Number(argv[4]), Number(argv[5]), argv[6]);
 } else if (process.argv[1] === here) {
   const opt = (name) => { const i = argv.indexOf(name); return i === -1 ? undefined : argv[i + 1]; };
   const json = argv.includes('--json');
   const res = await runKernelBench({
-    dir: opt('--dir'), quick: argv.includes('--quick'), wasm: !argv.includes('--no-wasm'),
+    dir: opt('--dir'), quick: argv.includes('--quick'), wasm: !argv.includes('--no-wasm'), lmHead: opt('--lm-head'),
     threads: opt('--threads')?.split(',').map(Number),
     onProgress: json ? undefined : (m) => console.error(m), print: !json,
   });

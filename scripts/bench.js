@@ -10,7 +10,8 @@
  *   original and the packed tinystories-656K and bitnet-tiny, on each backend that loads here;
  *   ratios packed/original and backend/reference.
  * - --kernels: the TinyLlama-shaped kernel benchmark of scripts/bench-kernels.js (needs
- *   scripts/make-synthetic-tinyllama.js first: 3 GB in .cache/, several minutes).
+ *   scripts/make-synthetic-tinyllama.js first: 3 GB in .cache/, several minutes). With
+ *   `--lm-head int8` it adds the ternary model with the opt-in int8 LM head.
  */
 import { mkdtempSync, rmSync, statSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -131,7 +132,8 @@ try {
   if (args.has('--kernels')) {
     const { runKernelBench } = await import('./bench-kernels.js');
     log('\nkernels (TinyLlama-shaped synthetic model)');
-    result.kernels = await runKernelBench({ print: !json });
+    const lmHead = process.argv.includes('--lm-head') ? process.argv[process.argv.indexOf('--lm-head') + 1] : undefined;
+    result.kernels = await runKernelBench({ print: !json, lmHead });
   }
   if (json) console.log(JSON.stringify(result, null, 2));
 } finally {

@@ -45,8 +45,8 @@ export { openTensorSource, type TensorSource, type SourceTensor, type SourceTern
 
 // runtime-min: the bundled minimal runtime.
 export {
-  loadModel, AVAILABLE_BACKENDS, normalizeConfig, SUPPORTED_MODEL_TYPES, ReferenceBackend, createSampler,
-  type LoadedModel, type LoadOptions, type GenerateOptions, type DecodingSession, type ModelConfig, type RuntimeTokenizer,
+  loadModel, AVAILABLE_BACKENDS, LM_HEAD_PRECISIONS, normalizeConfig, SUPPORTED_MODEL_TYPES, ReferenceBackend, createSampler,
+  type LoadedModel, type LoadOptions, type LmHeadPrecision, type GenerateOptions, type DecodingSession, type ModelConfig, type RuntimeTokenizer,
   type Backend, type WeightSource, type SamplingOptions,
 } from './runtime-min/index.js';
 export { defaultBackendName } from './runtime-min/backends/choose.js';

@@ -5,12 +5,19 @@
 import { Flags } from '@oclif/core';
 import { TritpackError } from '../errors.js';
 import type { FloatDType } from '../formats/dtype.js';
-import { AVAILABLE_BACKENDS } from '../runtime-min/index.js';
+import { AVAILABLE_BACKENDS, LM_HEAD_PRECISIONS, type LmHeadPrecision } from '../runtime-min/index.js';
 
-/** eval, generate, validate: which kernels run the model, on how many threads. */
+/** --lm-head: the output layer's precision (validate gives it its own description: it applies to the packed side). */
+export function lmHeadFlag(description: string) {
+  return Flags.custom<LmHeadPrecision>({ description, options: [...LM_HEAD_PRECISIONS], default: 'float', parse: async (name) => name as LmHeadPrecision })();
+}
+
+/** eval, generate, validate: which kernels run the model, on how many threads, with which LM head. */
 export const runtimeFlags = {
   backend: Flags.string({ description: `kernel backend (${AVAILABLE_BACKENDS.join(', ')}) [default: the first that loads, in that order]` }),
   threads: Flags.integer({ description: 'native kernel threads [default: all cores]', min: 1 }),
+  'lm-head': lmHeadFlag('LM head precision: float (as stored) or int8 (weights per row × activations per token in int8: half the bytes of f16, '
+    + 'slightly different logits, so opt-in)'),
 };
 
 /** eval and validate: the text and the windows it is scored in (checked against the model in validate/windows.ts). */

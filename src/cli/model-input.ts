@@ -5,7 +5,7 @@
  */
 import { Flags } from '@oclif/core';
 import { resolveModel, type ResolvedModel } from '../hub/resolve.js';
-import { loadModel, type LoadedModel } from '../runtime-min/index.js';
+import { loadModel, type LmHeadPrecision, type LoadedModel } from '../runtime-min/index.js';
 
 export const offlineFlag = Flags.boolean({
   description: 'resolve hub repo ids from the local cache only, never the network (also HF_HUB_OFFLINE=1)',
@@ -17,7 +17,7 @@ export function resolveModelInput(spec: string, offline: boolean, want?: 'model'
   return resolveModel(spec, { offline: offline || undefined, want });
 }
 
-/** Resolves the model argument and loads it with the chosen kernel backend. */
-export async function loadModelInput(spec: string, flags: { offline: boolean; backend?: string; threads?: number }): Promise<LoadedModel> {
-  return loadModel((await resolveModelInput(spec, flags.offline)).path, { backend: flags.backend, threads: flags.threads });
+/** Resolves the model argument and loads it with the chosen kernel backend and LM head precision. */
+export async function loadModelInput(spec: string, flags: { offline: boolean; backend?: string; threads?: number; 'lm-head'?: LmHeadPrecision }): Promise<LoadedModel> {
+  return loadModel((await resolveModelInput(spec, flags.offline)).path, { backend: flags.backend, threads: flags.threads, lmHead: flags['lm-head'] });
 }

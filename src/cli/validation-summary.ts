@@ -19,6 +19,8 @@ export function renderValidationSummary(r: ValidationReport): string {
     ['KL mean / p99', `${g(m.klMean)} / ${g(m.klP99)} nats/token (max mean ${t.maxKl})`],
     ['tokens', `${formatCount(m.scoredTokens)} scored, ${formatCount(m.positions)} positions compared, ${r.text.windows} window(s) of ${r.text.ctx}, stride ${r.text.stride}`],
     ['speed', `${Math.round(r.tokensPerSecond)} tokens/s (both models, prefill), ${r.seconds.toFixed(1)} s in all`],
+    ...(r.original.lmHead === 'int8' || r.packed.lmHead === 'int8'
+      ? [['LM head', `original ${r.original.lmHead}, packed ${r.packed.lmHead} (--lm-head)`] as [string, string]] : []),
   ])];
   for (const [i, c] of r.continuations.entries()) {
     lines.push('', `prompt ${i + 1}: ${JSON.stringify(c.prompt)}${c.divergence === null ? ' (identical)' : ` (first difference at generated token ${c.divergence})`}`);

@@ -6,8 +6,9 @@ import { renderPairs } from '../cli/table.js';
 import { formatCount } from '../units.js';
 import { windowProgress } from '../cli/window-progress.js';
 import { evaluateTextFile, type TextEvalResult } from '../validate/evaluate.js';
+import type { LmHeadPrecision } from '../runtime-min/index.js';
 
-export type EvalOutput = TextEvalResult & { model: string; backend: string };
+export type EvalOutput = TextEvalResult & { model: string; backend: string; lmHead: LmHeadPrecision };
 
 export default class Eval extends TritpackCommand {
   static override summary = 'Perplexity and mean NLL of a model (HF directory or .tpk) on a UTF-8 text file.';
@@ -43,9 +44,10 @@ log-softmax is taken in float64. A text shorter than one window is an error: low
         ['mean NLL', `${result.meanNll.toFixed(6)} nats/token`],
         ['tokens', `${formatCount(result.scoredTokens)} scored of ${formatCount(result.tokens)} used (${result.totalTokens === null ? 'from the start of' : `${formatCount(result.totalTokens)} in`} ${result.text})`],
         ['windows', `${result.windows} × ${result.ctx} tokens, stride ${result.stride}`],
+        ...(model.lmHead === 'int8' ? [['LM head', 'int8 (--lm-head int8), not the stored float weights'] as [string, string]] : []),
       ]));
-      this.logToStderr(`${Math.round(result.tokensPerSecond)} tokens/s (prefill, ${model.backend} backend, ${result.seconds.toFixed(2)} s)`);
-      return { ...result, model: args.model, backend: model.backend };
+      this.logToStderr(`${Math.round(result.tokensPerSecond)} tokens/s (prefill, ${model.backend} backend${model.lmHead === 'int8' ? ', int8 LM head' : ''}, ${result.seconds.toFixed(2)} s)`);
+      return { ...result, model: args.model, backend: model.backend, lmHead: model.lmHead };
     } finally {
       model.close();
     }

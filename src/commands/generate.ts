@@ -4,6 +4,7 @@ import { runtimeFlags, parseNumberFlag } from '../cli/flags.js';
 import { loadModelInput, offlineFlag } from '../cli/model-input.js';
 import { TritpackError } from '../errors.js';
 import { TextStreamer } from '../validate/text-stream.js';
+import type { LmHeadPrecision } from '../runtime-min/index.js';
 
 export interface GenerateOutput {
   model: string;
@@ -17,6 +18,7 @@ export interface GenerateOutput {
   /** Generated tokens per second after the first (the decode rate). */
   tokensPerSecond: number;
   backend: string;
+  lmHead: LmHeadPrecision;
 }
 
 export default class Generate extends TritpackCommand {
@@ -75,10 +77,10 @@ stdout as tokens arrive (characters split across tokens are printed once complet
       if (streaming) process.stdout.write(`${tail}\n`);
       const firstTokenSeconds = (firstTokenAt - started) / 1000;
       const tokensPerSecond = ids.length > 1 ? (ids.length - 1) / Math.max(seconds - firstTokenSeconds, 1e-9) : 0;
-      this.logToStderr(`${ids.length} tokens in ${seconds.toFixed(2)} s: ${tokensPerSecond.toFixed(1)} tokens/s after a first token at ${(firstTokenSeconds * 1000).toFixed(0)} ms (prompt ${promptIds.length} tokens, ${model.backend} backend)`);
+      this.logToStderr(`${ids.length} tokens in ${seconds.toFixed(2)} s: ${tokensPerSecond.toFixed(1)} tokens/s after a first token at ${(firstTokenSeconds * 1000).toFixed(0)} ms (prompt ${promptIds.length} tokens, ${model.backend} backend${model.lmHead === 'int8' ? ', int8 LM head' : ''})`);
       return {
         model: args.model, prompt: flags.prompt, promptIds, ids, text: streamer.text,
-        firstTokenSeconds, seconds, tokensPerSecond, backend: model.backend,
+        firstTokenSeconds, seconds, tokensPerSecond, backend: model.backend, lmHead: model.lmHead,
       };
     } finally {
       model.close();

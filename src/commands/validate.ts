@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { TritpackCommand } from '../cli/base-command.js';
-import { runtimeFlags, evalTextFlags, parseNumberFlag } from '../cli/flags.js';
+import { runtimeFlags, evalTextFlags, lmHeadFlag, parseNumberFlag } from '../cli/flags.js';
 import { offlineFlag, resolveModelInput } from '../cli/model-input.js';
 import { renderValidationSummary } from '../cli/validation-summary.js';
 import { windowProgress } from '../cli/window-progress.js';
@@ -42,6 +42,8 @@ by orders of magnitude, and the report says why.`;
     report: Flags.string({ description: 'write the Markdown report (model-card ready) to this file' }),
     embed: Flags.boolean({ description: 'store the report in the .tpk header, where `tritpack push` puts it on the model card', default: false }),
     ...runtimeFlags,
+    'lm-head': lmHeadFlag('LM head precision of the packed model: float (as stored) or int8 (weights per row × activations per token; '
+      + 'measures what an int8 head costs); the original always keeps its float head, and the report records the choice'),
     offline: offlineFlag,
   };
 
@@ -60,7 +62,7 @@ by orders of magnitude, and the report says why.`;
       original: await resolve(args.original), packed: await resolve(args.packed, 'tpk'), text: flags.text,
       ctx: flags.ctx, stride: flags.stride, maxTokens: flags['max-tokens'],
       promptsFile: flags.prompts, newTokens: flags['new-tokens'], thresholds,
-      reportPath: flags.report, embed: flags.embed, backend: flags.backend, threads: flags.threads,
+      reportPath: flags.report, embed: flags.embed, backend: flags.backend, threads: flags.threads, packedLmHead: flags['lm-head'],
       onProgress: progress.update, onStage: progress.stage,
     });
     progress.done();

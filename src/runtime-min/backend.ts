@@ -39,12 +39,32 @@ export interface TernaryWeightSource {
   groupSize?: number;
 }
 
-export type WeightSource = FloatWeightSource | TernaryWeightSource;
+/**
+ * A float weight quantized to int8 per output row, once at load by `quantizeWeightRows`
+ * (reference-backend.ts), the same TypeScript for every backend so that all of them hold the very
+ * same q and s. Symmetric, in float32 as torch would compute it, mirroring the activations'
+ * quantization (QuantizedActivations) except for the clamp:
+ *   s_r = 127 / max(max_c |w_rc|, 1e-5),  q_rc = clamp(roundHalfEven(w_rc · s_r), −127, 127),
+ * so W[r][c] ≈ q_rc / s_r. Opt-in only (it changes the numerics): the LM head with `lmHead: 'int8'`.
+ */
+export interface Int8WeightSource {
+  kind: 'int8';
+  name: string;
+  rows: number;
+  cols: number;
+  q: Int8Array;          // [rows × cols]
+  scales: Float32Array;  // [rows] the s_r of each row
+}
+
+export type WeightSource = FloatWeightSource | TernaryWeightSource | Int8WeightSource;
+
+/** How the LM head runs: 'float' as stored (f16/bf16/f32, the default), or 'int8' (Int8WeightSource × int8 activations). */
+export type LmHeadPrecision = 'float' | 'int8';
 
 /** A weight after `prepare`: its shape is public, its storage belongs to the backend that made it. */
 export interface PreparedWeight {
   readonly name: string;
-  readonly kind: 'float' | 'ternary';
+  readonly kind: 'float' | 'ternary' | 'int8';
   readonly rows: number;
   readonly cols: number;
   /** Bytes the backend holds for this weight (for memory reports). */
@@ -87,11 +107,20 @@ export interface Backend {
   readonly name: string;
   /** One-time conversion of a stored weight into this backend's compute layout. */
   prepare(weight: WeightSource): PreparedWeight;
-  /** out[n × rows] = x[n × cols] · Wᵀ (+ bias), float activations; W float or ternary. */
+  /** out[n × rows] = x[n × cols] · Wᵀ (+ bias), float activations; W float or ternary (not int8). */
   matmul(w: PreparedWeight, x: Float32Array, n: number, bias?: Float32Array, out?: Float32Array): Float32Array;
   /** Quantize activations to int8 per token (BitNet BitLinear input). */
   quantizeActivations(x: Float32Array, n: number, cols: number, out?: QuantizedActivations): QuantizedActivations;
-  /** out[n × rows] = (q · tᵀ, exact integer sums) · scale / s_x (+ bias); W must be ternary. */
+  /**
+   * Int8 activations times a ternary or int8 weight; every backend's result is bit-identical to the
+   * reference's, because the sums are exact integers and the float steps after them are fixed:
+   *  - ternary: out[i][r] = float((Σ_g scale_g · S_g) / s_x[i] + bias[r]) in double, where
+   *    S_g = Σ_{c in group g} t·q exactly and the groups are added in column order;
+   *  - int8: out[i][r] = float(S / (s_r · s_x[i]) + bias[r]) in double, where S = Σ_c q_w·q exactly
+   *    (|S| ≤ 127·128·cols fits int32) and s_r · s_x[i] is exact in double (two 24-bit significands),
+   *    so the quotient is S / (s_r·s_x) correctly rounded to double, then the bias is added in double
+   *    (0 without one) and the sum rounded once to float32.
+   */
   matmulQ8(w: PreparedWeight, x: QuantizedActivations, bias?: Float32Array, out?: Float32Array): Float32Array;
   /** Rows `ids` of W (embedding lookup), as float32 [ids.length × cols]. */
   gatherRows(w: PreparedWeight, ids: ArrayLike<number>): Float32Array;

@@ -3,7 +3,7 @@
  * returns a LoadedModel (config, tokenizer, batched `logits`, KV-cached `generate`).
  */
 import { FormatError, TritpackError } from '../errors.js';
-import type { Backend } from './backend.js';
+import type { Backend, LmHeadPrecision } from './backend.js';
 import { normalizeConfig, type ModelConfig } from './config.js';
 import { Decoder, type DecoderState } from './model.js';
 import { ReferenceBackend } from './reference-backend.js';
@@ -19,7 +19,7 @@ export type { ModelConfig, RopeScaling, BitNetQuantization, GenerationDefaults }
 export { SUPPORTED_MODEL_TYPES, normalizeConfig } from './config.js';
 export type { RuntimeTokenizer } from './tokenizer.js';
 export type {
-  Backend, WeightSource, FloatWeightSource, TernaryWeightSource, PreparedWeight, QuantizedActivations, KvCache, AttentionShape,
+  Backend, WeightSource, FloatWeightSource, TernaryWeightSource, Int8WeightSource, LmHeadPrecision, PreparedWeight, QuantizedActivations, KvCache, AttentionShape,
 } from './backend.js';
 export { ReferenceBackend } from './reference-backend.js';
 export { createSampler, argmax, type SamplingOptions } from './sampling.js';
@@ -51,6 +51,8 @@ export interface LoadedModel {
   backend: string;
   /** Bytes of weights the backend holds (packed ternary stays packed). */
   weightBytes: number;
+  /** The LM head's precision: 'float' as stored, or 'int8' when loaded with lmHead: 'int8'. */
+  lmHead: LmHeadPrecision;
   /** Logits [ids.length × vocab] of one causal window (batched prefill from position 0). */
   logits(ids: ArrayLike<number>): Float32Array;
   generate(promptIds: number[], options: GenerateOptions, onToken?: (id: number) => void): number[];
@@ -59,8 +61,13 @@ export interface LoadedModel {
   close(): void;
 }
 
-/** backend: 'native' | 'wasm' | 'reference' (default: the first that loads, in that order); threads: native kernel threads. */
-export interface LoadOptions { backend?: string; threads?: number }
+/**
+ * backend: 'native' | 'wasm' | 'reference' (default: the first that loads, in that order); threads: native
+ * kernel threads; lmHead: 'int8' runs the output layer on int8 weights and activations (half the bytes of
+ * f16, different numerics, so never the default; backend.ts's Int8WeightSource and matmulQ8 define it).
+ */
+export interface LoadOptions { backend?: string; threads?: number; lmHead?: LmHeadPrecision }
+export const LM_HEAD_PRECISIONS: readonly LmHeadPrecision[] = ['float', 'int8'];
 
 const BACKENDS: Record<string, (options: LoadOptions) => Backend> = {
   reference: () => new ReferenceBackend(),
@@ -84,6 +91,8 @@ function parseJson(text: string, origin: string): unknown {
 }
 
 export async function loadModel(pathOrDir: string, options: LoadOptions = {}): Promise<LoadedModel> {
+  const lmHead = options.lmHead ?? 'float';
+  if (!LM_HEAD_PRECISIONS.includes(lmHead)) throw new TritpackError(`unknown LM head precision "${lmHead}"; available: ${LM_HEAD_PRECISIONS.join(', ')}`);
   const backend = createBackend(options.backend ?? defaultBackendName(), options);
   // The native backend uses stored bytes in place: its tensors are views into mappings of the files.
   const src = openModelSource(pathOrDir, backend instanceof NativeBackend ? { mapper: backend } : {});
@@ -93,10 +102,10 @@ export async function loadModel(pathOrDir: string, options: LoadOptions = {}): P
       src.generationConfigText === undefined ? undefined : parseJson(src.generationConfigText, `${src.path}: generation_config.json`),
     );
     const tokenizer = openTokenizer(src);
-    const weights = loadWeights(src, config, backend);
+    const weights = loadWeights(src, config, backend, { lmHead });
     const decoder = new Decoder(config, weights, backend);
     const prepared = new Set([weights.embed, weights.lmHead, ...weights.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down])]);
-    return new Model(config, tokenizer, { kind: src.kind, path: src.path }, decoder, [...prepared].reduce((s, w) => s + w.byteLength, 0));
+    return new Model(config, tokenizer, { kind: src.kind, path: src.path }, decoder, [...prepared].reduce((s, w) => s + w.byteLength, 0), lmHead);
   } finally {
     src.close(); // everything the model needs is in memory now, or in mappings its weights hold
   }
@@ -120,6 +129,7 @@ class Model implements LoadedModel {
     readonly source: { kind: 'hf-dir' | 'tpk'; path: string },
     private readonly decoder: Decoder,
     readonly weightBytes: number,
+    readonly lmHead: LmHeadPrecision,
   ) {
     this.backend = decoder.backend.name;
   }

@@ -21,7 +21,8 @@ export interface LayerWeights {
 
 export interface ModelWeights {
   embed: PreparedWeight;
-  lmHead: PreparedWeight; // the same object as `embed` when the embedding is tied
+  /** The same object as `embed` when the embedding is tied, unless the head was made int8 (the lookup stays float). */
+  lmHead: PreparedWeight;
   norm: Float32Array;
   layers: LayerWeights[];
   /** 'int8': the projections are BitLinear (BitNet W1.58A8); 'float': activations stay float. */
@@ -67,7 +68,9 @@ export class Decoder {
     state.position += n;
     const rows = lastOnly ? 1 : n;
     const final = be.rmsnorm(lastOnly ? x.subarray((n - 1) * dim) : x, rows, dim, w.norm, cfg.rmsNormEps);
-    return be.matmul(w.lmHead, final, rows); // the LM head is never quantized (transformers keeps it nn.Linear)
+    // transformers keeps the LM head an unquantized nn.Linear; an int8 head exists only by request (lmHead: 'int8')
+    if (w.lmHead.kind === 'int8') return be.matmulQ8(w.lmHead, be.quantizeActivations(final, rows, dim));
+    return be.matmul(w.lmHead, final, rows);
   }
 
   private attention(layer: LayerWeights, cache: KvCache, rope: { cos: Float32Array; sin: Float32Array }, x: Float32Array, n: number): Float32Array {

@@ -8,10 +8,11 @@
  * row decodes with one table lookup per byte; each row is decoded once per call and reused for
  * all n tokens. The model is never expanded to float weights.
  */
-import { toFloat32 } from '../formats/dtype.js';
+import { TritpackError } from '../errors.js';
+import { dtypeByteSize, toFloat32, toFloat32Into } from '../formats/dtype.js';
 import { unpackTernary } from '../formats/ternary.js';
 import type {
-  AttentionShape, Backend, FloatWeightSource, KvCache, PreparedWeight, QuantizedActivations, TernaryWeightSource, WeightSource,
+  AttentionShape, Backend, FloatWeightSource, Int8WeightSource, KvCache, PreparedWeight, QuantizedActivations, TernaryWeightSource, WeightSource,
 } from './backend.js';
 
 const fround = Math.fround;
@@ -26,7 +27,8 @@ interface RefTernaryWeight extends PreparedWeight {
   groupSize: number;        // columns sharing one scale (cols for tensor/channel)
   scaleIndex: (row: number, group: number) => number;
 }
-type RefWeight = RefFloatWeight | RefTernaryWeight;
+interface RefInt8Weight extends PreparedWeight { kind: 'int8'; q: Int8Array; scales: Float32Array }
+type RefWeight = RefFloatWeight | RefTernaryWeight | RefInt8Weight;
 
 /** Byte → its four codes t ∈ {−1,0,1} (code 3 never occurs; decoded as 2 like any reader would reject upstream). */
 const DECODE = (() => {
@@ -47,11 +49,13 @@ export class ReferenceBackend implements Backend {
   readonly name = 'reference';
 
   prepare(weight: WeightSource): PreparedWeight {
+    if (weight.kind === 'int8') return prepareInt8(weight);
     return weight.kind === 'float' ? prepareFloat(weight) : prepareTernary(weight);
   }
 
   matmul(w: PreparedWeight, x: Float32Array, n: number, bias?: Float32Array): Float32Array {
     const weight = w as RefWeight;
+    if (weight.kind === 'int8') throw new Error(`matmul takes float activations; the int8 weight ${weight.name} needs matmulQ8`);
     const { rows, cols } = weight;
     const out = new Float32Array(n * rows);
     if (weight.kind === 'float') {
@@ -87,7 +91,8 @@ export class ReferenceBackend implements Backend {
 
   matmulQ8(w: PreparedWeight, x: QuantizedActivations, bias?: Float32Array): Float32Array {
     const weight = w as RefWeight;
-    if (weight.kind !== 'ternary') throw new Error(`matmulQ8 needs a ternary weight; ${weight.name} is float`);
+    if (weight.kind === 'int8') return matmulInt8(weight, x, bias);
+    if (weight.kind !== 'ternary') throw new Error(`matmulQ8 needs a ternary or int8 weight; ${weight.name} is float`);
     const { rows, cols, groupSize } = weight;
     const { n, q, scales: sx } = x;
     const out = new Float32Array(n * rows);
@@ -108,6 +113,7 @@ export class ReferenceBackend implements Backend {
 
   gatherRows(w: PreparedWeight, ids: ArrayLike<number>): Float32Array {
     const weight = w as RefWeight;
+    if (weight.kind === 'int8') throw new Error(`gatherRows reads float or ternary weights; ${weight.name} is int8`);
     const { cols } = weight;
     const out = new Float32Array(ids.length * cols);
     const row = new Int8Array(cols);
@@ -210,6 +216,60 @@ export class ReferenceBackend implements Backend {
 function prepareFloat(w: FloatWeightSource): RefFloatWeight {
   const data = toFloat32(w.bytes, w.dtype);
   return { name: w.name, kind: 'float', rows: w.rows, cols: w.cols, data, byteLength: data.byteLength };
+}
+
+function prepareInt8(w: Int8WeightSource): RefInt8Weight {
+  return { name: w.name, kind: 'int8', rows: w.rows, cols: w.cols, q: w.q, scales: w.scales, byteLength: w.q.byteLength + w.scales.byteLength };
+}
+
+/**
+ * A float weight quantized per output row to int8 (the contract is Int8WeightSource's, backend.ts):
+ * the activations' recipe (quantizeActivations) applied to each weight row, clamped to ±127 so the
+ * weight range is symmetric. Non-finite weights have no int8 form and are refused.
+ */
+export function quantizeWeightRows(w: FloatWeightSource): Int8WeightSource {
+  const { rows, cols } = w;
+  const rowBytes = cols * dtypeByteSize(w.dtype);
+  const q = new Int8Array(rows * cols);
+  const scales = new Float32Array(rows);
+  const row = new Float32Array(cols);
+  for (let r = 0; r < rows; r++) {
+    toFloat32Into(w.bytes.subarray(r * rowBytes, (r + 1) * rowBytes), w.dtype, row);
+    let max = 0;
+    for (let c = 0; c < cols; c++) {
+      const a = Math.abs(row[c]!);
+      if (!(a < Infinity)) throw new TritpackError(`${w.name}: row ${r} holds ${row[c]}, which has no int8 form (an int8 LM head needs finite weights)`);
+      if (a > max) max = a;
+    }
+    const s = fround(127 / Math.max(max, EPS_ACT));
+    scales[r] = s;
+    const o = r * cols;
+    for (let c = 0; c < cols; c++) {
+      const v = roundHalfEven(fround(row[c]! * s));
+      q[o + c] = v < -127 ? -127 : v > 127 ? 127 : v;
+    }
+  }
+  return { kind: 'int8', name: w.name, rows, cols, q, scales };
+}
+
+/** out[i][r] = float(S / (s_r · s_x[i]) + bias) with S = Σ q_w·q exact (matmulQ8's int8 contract, backend.ts). */
+function matmulInt8(w: RefInt8Weight, x: QuantizedActivations, bias?: Float32Array): Float32Array {
+  const { rows, cols } = w;
+  const { n, q, scales: sx } = x;
+  if (x.cols !== cols) throw new Error(`matmulQ8: ${w.name} has ${cols} columns, the activations ${x.cols}`);
+  const out = new Float32Array(n * rows);
+  for (let r = 0; r < rows; r++) {
+    const wo = r * cols;
+    const sr = w.scales[r]!;
+    const b = bias ? bias[r]! : 0;
+    for (let i = 0; i < n; i++) {
+      const xo = i * cols;
+      let sum = 0; // integer, |sum| ≤ 127·128·cols ≪ 2^53: exact
+      for (let c = 0; c < cols; c++) sum += w.q[wo + c]! * q[xo + c]!;
+      out[i * rows + r] = sum / (sr * sx[i]!) + b; // the product of two float32 values is exact in double
+    }
+  }
+  return out;
 }
 
 function prepareTernary(w: TernaryWeightSource): RefTernaryWeight {

@@ -8,12 +8,13 @@
  *    transformers' WeightQuant (online quantization).
  * Every missing tensor is reported at once; nothing is loaded before the layout checks pass.
  */
-import { FormatError } from '../errors.js';
+import { FormatError, TritpackError } from '../errors.js';
 import { isFloatDType } from '../formats/dtype.js';
 import { isTernaryEncoding } from '../formats/tpk.js';
 import { packTernary } from '../formats/ternary.js';
 import { ternarizeAbsmeanPacked } from '../converters/ternarize.js';
-import type { Backend, PreparedWeight, WeightSource } from './backend.js';
+import type { Backend, LmHeadPrecision, PreparedWeight, WeightSource } from './backend.js';
+import { quantizeWeightRows } from './reference-backend.js';
 import type { ModelConfig } from './config.js';
 import type { LayerWeights, ModelWeights } from './model.js';
 import type { ModelSource, StoredTensor } from './sources.js';
@@ -161,8 +162,21 @@ function hfPackedBitNet(src: ModelSource, cfg: ModelConfig, name: string, rows: 
   };
 }
 
-/** Read, check and prepare every weight of the model on `backend`. */
-export function loadWeights(src: ModelSource, cfg: ModelConfig, backend: Backend): ModelWeights {
+/**
+ * The LM head as an int8 weight (opt-in, `lmHead: 'int8'`): quantized per output row by the shared
+ * quantizer, so every backend multiplies the same integers.
+ */
+function int8Head(src: ModelSource, head: WeightSource): WeightSource {
+  if (head.kind !== 'float') throw new TritpackError(`${src.path}: an int8 LM head is made from float weights, but ${head.name} is stored as ${head.kind}`);
+  try {
+    return quantizeWeightRows(head);
+  } catch (err) {
+    throw new FormatError(src.tensorOrigin, (err as Error).message);
+  }
+}
+
+/** Read, check and prepare every weight of the model on `backend`; `lmHead: 'int8'` quantizes the output layer. */
+export function loadWeights(src: ModelSource, cfg: ModelConfig, backend: Backend, options: { lmHead?: LmHeadPrecision } = {}): ModelWeights {
   checkLayout(src, cfg);
   const bitLinear = cfg.architecture === 'bitnet' && cfg.bitnetQuantization !== null;
   const prepare = (name: string, rows: number, cols: number, ternary = false): PreparedWeight =>
@@ -171,8 +185,11 @@ export function loadWeights(src: ModelSource, cfg: ModelConfig, backend: Backend
   const optionalVector = (name: string, present: boolean): Float32Array | undefined => (present ? vector(name) : undefined);
 
   const names = embeddingNames(src, cfg);
-  const embed = prepare(names.embed!, cfg.vocabSize, cfg.hiddenSize);
-  const lmHead = names.lmHead === names.embed || names.lmHead === undefined ? embed : prepare(names.lmHead, cfg.vocabSize, cfg.hiddenSize);
+  const embedSource = weightSource(src, cfg, names.embed!, cfg.vocabSize, cfg.hiddenSize, false);
+  const embed = backend.prepare(embedSource);
+  const tied = names.lmHead === names.embed || names.lmHead === undefined;
+  const headSource = tied ? embedSource : weightSource(src, cfg, names.lmHead!, cfg.vocabSize, cfg.hiddenSize, false);
+  const lmHead = options.lmHead === 'int8' ? backend.prepare(int8Head(src, headSource)) : tied ? embed : backend.prepare(headSource);
 
   const layers: LayerWeights[] = [];
   for (let l = 0; l < cfg.numLayers; l++) {

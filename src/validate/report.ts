@@ -15,7 +15,7 @@ export function renderReportMarkdown(r: ValidationReport): string {
   const mark = (ok: boolean) => (ok ? '✅ pass' : '❌ fail');
   const out: string[] = [];
   out.push(`## Validation: ${r.verdict === 'PASS' ? '✅ PASS' : '❌ FAIL'}`, '');
-  out.push(`\`${name(r.packed.path)}\` (packed) against \`${name(r.original.path)}\` (original, ${r.original.architecture}), `
+  out.push(`\`${name(r.packed.path)}\` (packed${r.packed.lmHead === 'int8' ? ', int8 LM head' : ''}) against \`${name(r.original.path)}\` (original, ${r.original.architecture}), `
     + `on ${formatCount(m.scoredTokens)} tokens of \`${name(r.text.source)}\`, measured by ${r.tool.name} ${r.tool.version}.`, '');
   out.push('| | original | packed |', '|---|---:|---:|');
   out.push(`| perplexity | ${num(m.original.perplexity, 6)} | ${num(m.packed.perplexity, 6)} |`);
@@ -61,9 +61,18 @@ export function renderReportMarkdown(r: ValidationReport): string {
   out.push('- Log-softmax in float64 of each model\'s float32 logits; KL(p_original ‖ p_packed) = Σ p_original (log p_original − log p_packed) per position, natural log; p99 by linear interpolation (numpy\'s default).');
   out.push('- Per-tensor relative error uses the dequantized weight W′ = code × γ; γ is the absmean scale stored with the codes.');
   out.push(`- Runtime: ${r.tool.name}'s bundled minimal runtime; the packed model runs on its ternary codes directly. Took ${r.seconds.toFixed(1)} s.`);
+  out.push(...lmHeadNotes(r));
   out.push(`- Reproduce: \`tritpack validate <original> <packed> --text ${name(r.text.source)} --ctx ${r.text.ctx} --stride ${r.text.stride}`
-    + `${r.text.totalTokens === null || r.text.tokens < r.text.totalTokens ? ` --max-tokens ${r.text.tokens}` : ''} --max-ppl-ratio ${t.maxPplRatio} --min-top1 ${t.minTop1} --max-kl ${t.maxKl}\``, '');
+    + `${r.text.totalTokens === null || r.text.tokens < r.text.totalTokens ? ` --max-tokens ${r.text.tokens}` : ''} --max-ppl-ratio ${t.maxPplRatio} --min-top1 ${t.minTop1} --max-kl ${t.maxKl}`
+    + `${r.packed.lmHead === 'int8' ? ' --lm-head int8' : ''}\``, '');
   return `${out.join('\n').trimEnd()}\n`;
+}
+
+/** Says which model ran an int8 LM head (--lm-head int8): its figures include that head's quantization error. */
+function lmHeadNotes(r: ValidationReport): string[] {
+  return (['original', 'packed'] as const).filter((side) => r[side].lmHead === 'int8').map((side) =>
+    `- LM head: the ${side} model's output layer ran in int8 (\`--lm-head int8\`: weights quantized per row, activations per token), `
+    + 'not in its stored float precision, so its figures include that quantization.');
 }
 
 function tokensUsed(used: number, total: number | null): string {

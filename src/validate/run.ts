@@ -7,7 +7,7 @@ import { renameSync, writeFileSync, unlinkSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { TritpackError, EXIT_FAILED_GATE } from '../errors.js';
 import { updateTpkHeader } from '../formats/tpk.js';
-import { loadModel, type LoadedModel } from '../runtime-min/index.js';
+import { loadModel, type LmHeadPrecision, type LoadedModel } from '../runtime-min/index.js';
 import type { ProgressCallback } from './evaluate.js';
 import { renderReportMarkdown } from './report.js';
 import { isFile } from './tensors.js';
@@ -35,6 +35,8 @@ export interface RunValidationOptions extends EvalInputOptions {
   backend?: string;
   /** native kernel threads (default: all cores) */
   threads?: number;
+  /** The packed model's LM head precision (default 'float'); the original always runs its float head. */
+  packedLmHead?: LmHeadPrecision;
   onProgress?: ProgressCallback;
   /** Told what runs next, in words ("loading the original"), for status lines. */
   onStage?: (stage: string) => void;
@@ -73,7 +75,7 @@ export async function runValidation(options: RunValidationOptions): Promise<RunV
     options.onStage?.('loading the original');
     original = await loadModel(options.original, { backend: options.backend, threads: options.threads });
     options.onStage?.('loading the packed model');
-    packed = await loadModel(options.packed, { backend: options.backend, threads: options.threads });
+    packed = await loadModel(options.packed, { backend: options.backend, threads: options.threads, lmHead: options.packedLmHead });
     options.onStage?.('tokenizing the text');
     report = validateModels({
       original, packed, text: { path: options.text }, ctx: options.ctx, stride: options.stride, maxTokens: options.maxTokens,

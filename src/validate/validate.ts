@@ -25,6 +25,8 @@ export interface ValidateModel extends EvalModel {
   source: { kind: string; path: string };
   tokenizer: EvalModel['tokenizer'] & { decode(ids: number[]): string };
   generate(promptIds: number[], options: { maxNewTokens: number; temperature?: number; stopAtEos?: boolean }): number[];
+  /** The LM head's precision when it is not the stored float one (runtime-min's lmHead: 'int8'); absent: float. */
+  lmHead?: 'float' | 'int8';
 }
 
 export interface TernaryTrainingNote { ternaryTrained: boolean; note: string }
@@ -60,8 +62,9 @@ export function ternaryTrainingNote(original: ValidateModel, table: TensorTable)
 export interface ValidationReport {
   tool: { name: 'tritpack'; version: string };
   createdAt: string;
-  original: { path: string; kind: string; architecture: string };
-  packed: { path: string; kind: string };
+  /** lmHead: how each model's LM head ran ('int8' only with --lm-head int8), so no figure is misattributed. */
+  original: { path: string; kind: string; architecture: string; lmHead: 'float' | 'int8' };
+  packed: { path: string; kind: string; lmHead: 'float' | 'int8' };
   text: { source: string; sha256?: string; totalTokens: number | null; tokens: number; ctx: number; stride: number; windows: number };
   metrics: ComparisonMetrics;
   thresholds: Thresholds;
@@ -104,8 +107,8 @@ export function validateModels(options: ValidateOptions): ValidationReport {
   return {
     tool: { name: 'tritpack', version: toolVersion() },
     createdAt: new Date().toISOString(),
-    original: { path: original.source.path, kind: original.source.kind, architecture: original.config.modelType ?? original.config.architecture },
-    packed: { path: packed.source.path, kind: packed.source.kind },
+    original: { path: original.source.path, kind: original.source.kind, architecture: original.config.modelType ?? original.config.architecture, lmHead: original.lmHead ?? 'float' },
+    packed: { path: packed.source.path, kind: packed.source.kind, lmHead: packed.lmHead ?? 'float' },
     text: { source: text.source, sha256: text.sha256, totalTokens: input.totalTokens, tokens: input.ids.length, ctx: input.ctx, stride: input.stride, windows: input.windows.length },
     metrics,
     thresholds,

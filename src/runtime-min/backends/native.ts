@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { TritpackError } from '../../errors.js';
 import { dtypeByteSize, toFloat32, type FloatDType } from '../../formats/dtype.js';
 import { packedByteLength } from '../../formats/ternary.js';
-import type { AttentionShape, Backend, KvCache, PreparedWeight, QuantizedActivations, WeightSource } from '../backend.js';
+import type { AttentionShape, Backend, Int8WeightSource, KvCache, PreparedWeight, QuantizedActivations, WeightSource } from '../backend.js';
 import type { FileMapper } from '../sources.js';
 
 /** The addon's entry points (native/tp_addon.c). */
@@ -26,9 +26,13 @@ export interface NativeAddon {
   setThreads(threads: number): number;
   /** Force the portable C kernels (no AVX2) process-wide; for tests and comparisons. */
   setPortable(on: boolean): void;
+  /** false: the AVX2 kernels even where AVX-512 VNNI is available (tests reach them on VNNI machines). */
+  setVnni(on: boolean): void;
   repack(packing: number, packed: Uint8Array, row0: number, nrows: number, cols: number, out: Uint8Array): number;
   ternaryQ8(codes: Uint8Array, rows: number, cols: number, scales: Float32Array, scaleMode: number, groupSize: number,
     q: Int8Array, n: number, bias: Float32Array | null, out: Float32Array, sx: Float32Array): void;
+  /** Int8 weights (rows × stride bytes, stride = cols rounded up to INT8_ALIGN, zero padded) × int8 activations. */
+  int8Q8(q: Uint8Array, rows: number, cols: number, scales: Float32Array, x: Int8Array, n: number, bias: Float32Array | null, out: Float32Array, sx: Float32Array): void;
   ternaryF32(codes: Uint8Array, rows: number, cols: number, scales: Float32Array, scaleMode: number, groupSize: number,
     x: Float32Array, n: number, bias: Float32Array | null, out: Float32Array): void;
   ternaryRow(codes: Uint8Array, rows: number, cols: number, scales: Float32Array, scaleMode: number, groupSize: number, row: number, out: Float32Array): void;
@@ -87,7 +91,11 @@ interface NativeTernaryWeight extends PreparedWeight {
   scaleMode: number;
   groupSize: number;
 }
-type NativeWeight = NativeFloatWeight | NativeTernaryWeight;
+interface NativeInt8Weight extends PreparedWeight { kind: 'int8'; q: Uint8Array; scales: Float32Array }
+type NativeWeight = NativeFloatWeight | NativeTernaryWeight | NativeInt8Weight;
+
+/** Int8 weight rows are padded to this many columns (native/tp.h's TP_INT8_ALIGN): whole 64-byte loads. */
+const INT8_ALIGN = 64;
 
 export interface NativeBackendOptions {
   /** Threads for the kernels, the calling thread included (default: one per online CPU). Process-wide. */
@@ -165,6 +173,7 @@ export class NativeBackend implements Backend, FileMapper {
       this.dropPages(weight.bytes);
       return { name, kind: 'float', rows, cols, dtype: weight.dtype, bytes: weight.bytes, byteLength: weight.bytes.byteLength } as NativeFloatWeight;
     }
+    if (weight.kind === 'int8') return this.prepareInt8(weight);
     const need = packedByteLength(weight.packing, rows * cols);
     if (weight.packed.length < need) throw new TritpackError(`${name}: ${weight.packing} data holds ${weight.packed.length} bytes, [${rows}, ${cols}] needs ${need}`);
     const codes = this.allocCodes(rows * Math.ceil(cols / 128) * 32);
@@ -180,8 +189,19 @@ export class NativeBackend implements Backend, FileMapper {
     } as NativeTernaryWeight;
   }
 
+  /** Rows copied into huge-page memory, each zero padded to whole 64-byte loads. */
+  private prepareInt8(weight: Int8WeightSource): NativeInt8Weight {
+    const { name, rows, cols } = weight;
+    const stride = Math.ceil(cols / INT8_ALIGN) * INT8_ALIGN;
+    const q = this.allocCodes(rows * stride); // fresh slab memory: the padding is already zero
+    const from = new Uint8Array(weight.q.buffer, weight.q.byteOffset, rows * cols);
+    for (let r = 0; r < rows; r++) q.set(from.subarray(r * cols, (r + 1) * cols), r * stride);
+    return { name, kind: 'int8', rows, cols, q, scales: weight.scales, byteLength: q.byteLength + weight.scales.byteLength };
+  }
+
   matmul(w: PreparedWeight, x: Float32Array, n: number, bias?: Float32Array, into?: Float32Array): Float32Array {
     const weight = w as NativeWeight;
+    if (weight.kind === 'int8') throw new Error(`matmul takes float activations; the int8 weight ${weight.name} needs matmulQ8`);
     const out = reuse(into, n * weight.rows);
     if (weight.kind === 'float') this.addon.floatMatmul(FLOAT_CODES[weight.dtype], weight.bytes, weight.rows, weight.cols, x, n, bias ?? null, out);
     else this.addon.ternaryF32(weight.codes, weight.rows, weight.cols, weight.scales, weight.scaleMode, weight.groupSize, x, n, bias ?? null, out);
@@ -190,14 +210,19 @@ export class NativeBackend implements Backend, FileMapper {
 
   matmulQ8(w: PreparedWeight, x: QuantizedActivations, bias?: Float32Array, into?: Float32Array): Float32Array {
     const weight = w as NativeWeight;
-    if (weight.kind !== 'ternary') throw new Error(`matmulQ8 needs a ternary weight; ${weight.name} is float`);
+    if (weight.kind === 'float') throw new Error(`matmulQ8 needs a ternary or int8 weight; ${weight.name} is float`);
     const out = reuse(into, x.n * weight.rows);
+    if (weight.kind === 'int8') {
+      this.addon.int8Q8(weight.q, weight.rows, weight.cols, weight.scales, x.q, x.n, bias ?? null, out, x.scales);
+      return out;
+    }
     this.addon.ternaryQ8(weight.codes, weight.rows, weight.cols, weight.scales, weight.scaleMode, weight.groupSize, x.q, x.n, bias ?? null, out, x.scales);
     return out;
   }
 
   gatherRows(w: PreparedWeight, ids: ArrayLike<number>): Float32Array {
     const weight = w as NativeWeight;
+    if (weight.kind === 'int8') throw new Error(`gatherRows reads float or ternary weights; ${weight.name} is int8`);
     const { cols } = weight;
     const out = new Float32Array(ids.length * cols);
     for (let i = 0; i < ids.length; i++) {

@@ -139,6 +139,7 @@ export class WasmBackend implements Backend {
 
   prepare(weight: WeightSource): PreparedWeight {
     const { name, rows, cols } = weight;
+    if (weight.kind === 'int8') return this.ref.prepare(weight); // no wasm int8 kernel yet: the reference computes it
     if (weight.kind === 'float') {
       // f16 without Inf/NaN (the usual case) takes a conversion without the special-value fix-up
       const kernelDtype = weight.dtype === 'F16' && !hasF16Special(weight.bytes) ? 3 : FLOAT_CODES[weight.dtype];
@@ -169,8 +170,9 @@ export class WasmBackend implements Backend {
   }
 
   matmulQ8(w: PreparedWeight, x: QuantizedActivations, bias?: Float32Array): Float32Array {
+    if (w.kind === 'int8') return this.ref.matmulQ8(w, x, bias);
     const weight = w as WasmWeight;
-    if (weight.kind !== 'ternary') throw new Error(`matmulQ8 needs a ternary weight; ${weight.name} is float`);
+    if (weight.kind !== 'ternary') throw new Error(`matmulQ8 needs a ternary or int8 weight; ${weight.name} is float`);
     const { rows, cols, groupSize } = weight;
     const { n, q } = x;
     const xcols = Math.ceil(cols / BLOCK_COLS) * BLOCK_COLS;

@@ -1,0 +1,164 @@
+/*
+ * Int8 weights × int8 activations: the opt-in int8 LM head. out[i·rows + r] = float(S / (s_r·s_x[i])
+ * + bias[r]) with S = Σ_c w[r][c]·x[i][c] exact in int32 and the float steps in double, in the order
+ * Backend.matmulQ8's contract fixes (src/runtime-min/backend.ts), so results are bit-identical to the
+ * reference backend. Weight rows are zero padded to a multiple of 64 columns (TP_INT8_ALIGN) and the
+ * activations are copied into a zero-padded buffer, so no kernel has a column tail.
+ *
+ * Exactness of the SIMD products (w ∈ [−127, 127], x ∈ [−128, 127]):
+ *  - AVX2 `maddubs` multiplies u8 × s8 and adds pairs into saturating int16. The sign of x moves onto
+ *    w: |x| as u8 (abs(−128) is 0x80, which reads as 128 unsigned) times sign(x)·w as s8 (|w| ≤ 127,
+ *    so negating it cannot overflow; x = 0 zeroes both). Each product is x·w exactly, and a pair sum
+ *    is at most 2·128·127 = 32512 < 2^15: maddubs never saturates. `madd` with ones widens the pairs
+ *    to int32 before anything else is added to them.
+ *  - AVX-512 VNNI `vpdpbusd` multiplies u8 × s8 and adds four products into int32 exactly. The
+ *    weight byte is flipped to w + 128 ∈ [1, 255] (xor 0x80, as u8) and 128·Σx is taken off once per
+ *    token: Σ(w + 128)·x − 128·Σx = Σ w·x.
+ * Int32 lanes wrap modulo 2^32, and the true S fits int32 (|S| ≤ 127·128·cols < 2^31 for cols ≤
+ * TP_INT8_MAX_COLS), so even when an intermediate lane or the VNNI offset sum wraps, the final
+ * two's-complement result is S exactly.
+ *
+ * VNNI serves groups of four tokens (prefill), where the work is compute-bound and one vpdpbusd per
+ * 64 columns beats AVX2's four steps (47–51 vs 84 ms for 64 tokens on a 32000 × 2048 head, one
+ * thread). A single token (decoding, memory-bound) takes the AVX2 kernel even where VNNI exists: in
+ * alternating runs it streamed that head as fast or faster (1.8–2.0 vs 1.9–2.6 ms); why was not
+ * pinned down (four accumulator chains instead of two, or 256-bit vpdpbusd, did not change it).
+ */
+#include "tp.h"
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOKEN_TILE 64 /* tokens whose activations stay in L2 while a chunk of rows passes over them */
+
+typedef struct {
+  const tp_int8 *w;
+  const int8_t *x;     /* n × stride, zero padded */
+  const uint8_t *ax;   /* |x| for the AVX2 kernel */
+  const int32_t *xsum; /* Σ x per token (the VNNI offset's correction) */
+  int n, avx2, vnni;
+  const float *sx, *bias;
+  float *out;
+  int chunk_rows;
+} i8_ctx;
+
+/* Σ w·x over a whole padded row for N tokens (N = 1 decode, 4 prefill), sign trick (see top). */
+__attribute__((target("avx2"), always_inline))
+static inline void dot_avx2(const int8_t *w, const int8_t *x, const uint8_t *ax, size_t xs, int stride, int32_t *out, const int N) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc[4];
+  for (int j = 0; j < N; j++) acc[j] = _mm256_setzero_si256();
+  for (int c = 0; c < stride; c += 64) {
+    if (N == 1) TP_PREFETCH(w + c);
+    const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + c)), w1 = _mm256_loadu_si256((const __m256i *)(w + c + 32));
+    for (int j = 0; j < N; j++) {
+      const int8_t *xj = x + j * xs + c;
+      const uint8_t *aj = ax + j * xs + c;
+      const __m256i p0 = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)aj), _mm256_sign_epi8(w0, _mm256_loadu_si256((const __m256i *)xj)));
+      const __m256i p1 = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(aj + 32)), _mm256_sign_epi8(w1, _mm256_loadu_si256((const __m256i *)(xj + 32))));
+      acc[j] = _mm256_add_epi32(acc[j], _mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones)));
+    }
+  }
+  for (int j = 0; j < N; j++) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc[j]), _mm256_extracti128_si256(acc[j], 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    out[j] = _mm_cvtsi128_si32(s);
+  }
+}
+
+__attribute__((target("avx2")))
+static void dot4_avx2(const int8_t *w, const int8_t *x, const uint8_t *ax, size_t xs, int stride, int32_t *out) { dot_avx2(w, x, ax, xs, stride, out, 4); }
+__attribute__((target("avx2")))
+static void dot1_avx2(const int8_t *w, const int8_t *x, const uint8_t *ax, int stride, int32_t *out) { dot_avx2(w, x, ax, 0, stride, out, 1); }
+
+#define VNNI_TARGET "avx512f,avx512bw,avx512vl,avx512vnni"
+
+/* Σ (w + 128)·x over a whole padded row for four tokens, two accumulator chains per token. The
+ * caller takes 128·Σx off. */
+__attribute__((target(VNNI_TARGET)))
+static void dot4_vnni(const int8_t *w, const int8_t *x, size_t xs, int stride, int32_t *out) {
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  __m512i a[4][2];
+  for (int j = 0; j < 4; j++) a[j][0] = a[j][1] = _mm512_setzero_si512();
+  int c = 0;
+  for (; c + 128 <= stride; c += 128) {
+    const __m512i w0 = _mm512_xor_si512(_mm512_loadu_si512(w + c), flip), w1 = _mm512_xor_si512(_mm512_loadu_si512(w + c + 64), flip);
+    for (int j = 0; j < 4; j++) {
+      a[j][0] = _mm512_dpbusd_epi32(a[j][0], w0, _mm512_loadu_si512(x + j * xs + c));
+      a[j][1] = _mm512_dpbusd_epi32(a[j][1], w1, _mm512_loadu_si512(x + j * xs + c + 64));
+    }
+  }
+  if (c < stride) { /* one 64-column step left (stride is a multiple of 64) */
+    const __m512i w0 = _mm512_xor_si512(_mm512_loadu_si512(w + c), flip);
+    for (int j = 0; j < 4; j++) a[j][0] = _mm512_dpbusd_epi32(a[j][0], w0, _mm512_loadu_si512(x + j * xs + c));
+  }
+  for (int j = 0; j < 4; j++) out[j] = _mm512_reduce_add_epi32(_mm512_add_epi32(a[j][0], a[j][1]));
+}
+
+static int32_t dot_portable(const int8_t *w, const int8_t *x, int cols) {
+  int32_t s = 0;
+  for (int c = 0; c < cols; c++) s += (int32_t)w[c] * x[c];
+  return s;
+}
+
+/* Σ w·x of row r for tokens [i, i + N) into d (N = 4 or 1); the VNNI offset is undone here (modulo 2^32, see top). */
+static inline void row_dots(const i8_ctx *k, int r, int i, int N, int32_t *d) {
+  const tp_int8 *w = k->w;
+  const int8_t *row = w->q + (size_t)r * w->stride, *x = k->x + (size_t)i * w->stride;
+  const size_t xs = (size_t)w->stride;
+  if (N == 4 && k->vnni) {
+    dot4_vnni(row, x, xs, w->stride, d);
+    for (int j = 0; j < 4; j++) d[j] = (int32_t)((uint32_t)d[j] - 128u * (uint32_t)k->xsum[i + j]);
+  } else if (k->avx2) {
+    const uint8_t *ax = k->ax + (size_t)i * xs;
+    if (N == 4) dot4_avx2(row, x, ax, xs, w->stride, d);
+    else dot1_avx2(row, x, ax, w->stride, d);
+  } else {
+    for (int j = 0; j < N; j++) d[j] = dot_portable(row, x + j * xs, w->cols);
+  }
+}
+
+static void i8_chunk(void *p, int chunk) {
+  const i8_ctx *k = p;
+  const tp_int8 *w = k->w;
+  const int r0 = chunk * k->chunk_rows, r1 = r0 + k->chunk_rows < w->rows ? r0 + k->chunk_rows : w->rows;
+  for (int t0 = 0; t0 < k->n; t0 += TOKEN_TILE) {
+    const int t1 = t0 + TOKEN_TILE < k->n ? t0 + TOKEN_TILE : k->n;
+    for (int r = r0; r < r1; r++) {
+      const double sr = (double)w->scales[r], b = k->bias ? (double)k->bias[r] : 0.0;
+      for (int i = t0; i < t1;) {
+        const int N = k->avx2 && i + 4 <= t1 ? 4 : 1;
+        int32_t d[4];
+        row_dots(k, r, i, N, d);
+        /* s_r·s_x is exact in double (two 24-bit significands): one rounding in the division */
+        for (int j = 0; j < N; j++, i++) k->out[(size_t)i * w->rows + r] = (float)((double)d[j] / (sr * (double)k->sx[i]) + b);
+      }
+    }
+  }
+}
+
+void tp_int8_q8(const tp_int8 *w, const int8_t *q, int n, const float *sx, const float *bias, float *out) {
+  /* 64-byte aligned rows of activations (stride is a multiple of 64), then |x| for AVX2, then Σx */
+  const size_t xbytes = (size_t)n * w->stride;
+  uint8_t *buf = aligned_alloc(64, xbytes * 2 + ((size_t)n * sizeof(int32_t) + 63) / 64 * 64);
+  int8_t *x = (int8_t *)buf;
+  uint8_t *ax = buf + xbytes;
+  int32_t *xsum = (int32_t *)(buf + 2 * xbytes);
+  for (int i = 0; i < n; i++) {
+    const int8_t *qi = q + (size_t)i * w->cols;
+    int8_t *xi = x + (size_t)i * w->stride;
+    memcpy(xi, qi, (size_t)w->cols);
+    memset(xi + w->cols, 0, (size_t)(w->stride - w->cols));
+    int32_t s = 0;
+    for (int c = 0; c < w->stride; c++) {
+      s += xi[c];
+      ax[(size_t)i * w->stride + c] = (uint8_t)(xi[c] < 0 ? -xi[c] : xi[c]); /* −128 → 128 */
+    }
+    xsum[i] = s;
+  }
+  i8_ctx k = { w, x, ax, xsum, n, tp_has_avx2(), tp_has_avx512vnni(), sx, bias, out, 0 };
+  k.chunk_rows = tp_chunk_rows(w->rows, (size_t)w->stride * (n < 4 ? 1 : 4));
+  tp_pool_run(i8_chunk, &k, (w->rows + k.chunk_rows - 1) / k.chunk_rows);
+  free(buf);
+}
