@@ -14,6 +14,9 @@
  *  - AVX-512 VNNI `vpdpbusd` multiplies u8 × s8 and adds four products into int32 exactly. The
  *    weight byte is flipped to w + 128 ∈ [1, 255] (xor 0x80, as u8) and 128·Σx is taken off once per
  *    token: Σ(w + 128)·x − 128·Σx = Σ w·x.
+ *  - NEON: SDOT (dotprod) sums four s8 × s8 products into int32 exactly; without it, vmull/vmlal_high
+ *    put two products (each |w·x| ≤ 127·128 = 16256) into an int16 lane, ≤ 32512 < 2^15, widened
+ *    pairwise into int32 by vpadal before the next two.
  * Int32 lanes wrap modulo 2^32, and the true S fits int32 (|S| ≤ 127·128·cols < 2^31 for cols ≤
  * TP_INT8_MAX_COLS), so even when an intermediate lane or the VNNI offset sum wraps, the final
  * two's-complement result is S exactly.
@@ -25,7 +28,6 @@
  * pinned down (four accumulator chains instead of two, or 256-bit vpdpbusd, did not change it).
  */
 #include "tp.h"
-#include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,12 +38,13 @@ typedef struct {
   const int8_t *x;     /* n × stride, zero padded */
   const uint8_t *ax;   /* |x| for the AVX2 kernel */
   const int32_t *xsum; /* Σ x per token (the VNNI offset's correction) */
-  int n, avx2, vnni;
+  int n, simd, vnni, dotprod; /* simd: AVX2 on x86, NEON on AArch64 */
   const float *sx, *bias;
   float *out;
   int chunk_rows;
 } i8_ctx;
 
+#if defined(TP_X86)
 /* Σ w·x over a whole padded row for N tokens (N = 1 decode, 4 prefill), sign trick (see top). */
 __attribute__((target("avx2"), always_inline))
 static inline void dot_avx2(const int8_t *w, const int8_t *x, const uint8_t *ax, size_t xs, int stride, int32_t *out, const int N) {
@@ -96,27 +99,81 @@ static void dot4_vnni(const int8_t *w, const int8_t *x, size_t xs, int stride, i
   for (int j = 0; j < 4; j++) out[j] = _mm512_reduce_add_epi32(_mm512_add_epi32(a[j][0], a[j][1]));
 }
 
+/* Σ w·x of row r for tokens [i, i + N) into d (N = 4 or 1); the VNNI offset is undone here (modulo 2^32, see top). */
+static inline void simd_dots(const i8_ctx *k, const int8_t *row, const int8_t *x, int i, int N, int32_t *d) {
+  const size_t xs = (size_t)k->w->stride;
+  if (N == 4 && k->vnni) {
+    dot4_vnni(row, x, xs, k->w->stride, d);
+    for (int j = 0; j < 4; j++) d[j] = (int32_t)((uint32_t)d[j] - 128u * (uint32_t)k->xsum[i + j]);
+    return;
+  }
+  const uint8_t *ax = k->ax + (size_t)i * xs;
+  if (N == 4) dot4_avx2(row, x, ax, xs, k->w->stride, d);
+  else dot1_avx2(row, x, ax, k->w->stride, d);
+}
+#elif defined(TP_ARM64)
+/* Σ w·x over a whole padded row for N tokens, widening multiplies (see top). */
+__attribute__((always_inline))
+static inline void dot_neon(const int8_t *w, const int8_t *x, size_t xs, int stride, int32_t *out, const int N) {
+  int32x4_t acc[4];
+  for (int j = 0; j < N; j++) acc[j] = vdupq_n_s32(0);
+  for (int c = 0; c < stride; c += 16) {
+    if (N == 1) TP_PREFETCH(w + c);
+    const int8x16_t wv = vld1q_s8(w + c);
+    for (int j = 0; j < N; j++) {
+      const int8x16_t xv = vld1q_s8(x + j * xs + c);
+      acc[j] = vpadalq_s16(acc[j], vmlal_high_s8(vmull_s8(vget_low_s8(wv), vget_low_s8(xv)), wv, xv));
+    }
+  }
+  for (int j = 0; j < N; j++) out[j] = vaddvq_s32(acc[j]);
+}
+
+/* The same with SDOT; the target spelling is explained in tp_ternary.c. */
+#define DOTPROD "arch=armv8.2-a+dotprod"
+__attribute__((target(DOTPROD), always_inline))
+static inline void dot_sdot(const int8_t *w, const int8_t *x, size_t xs, int stride, int32_t *out, const int N) {
+  int32x4_t acc[4][2];
+  for (int j = 0; j < N; j++) acc[j][0] = acc[j][1] = vdupq_n_s32(0);
+  for (int c = 0; c < stride; c += 32) { /* stride is a multiple of 64 */
+    if (N == 1) TP_PREFETCH(w + c);
+    const int8x16_t w0 = vld1q_s8(w + c), w1 = vld1q_s8(w + c + 16);
+    for (int j = 0; j < N; j++) {
+      acc[j][0] = vdotq_s32(acc[j][0], w0, vld1q_s8(x + j * xs + c));
+      acc[j][1] = vdotq_s32(acc[j][1], w1, vld1q_s8(x + j * xs + c + 16));
+    }
+  }
+  for (int j = 0; j < N; j++) out[j] = vaddvq_s32(vaddq_s32(acc[j][0], acc[j][1]));
+}
+__attribute__((target(DOTPROD)))
+static void dot4_sdot(const int8_t *w, const int8_t *x, size_t xs, int stride, int32_t *out) { dot_sdot(w, x, xs, stride, out, 4); }
+__attribute__((target(DOTPROD)))
+static void dot1_sdot(const int8_t *w, const int8_t *x, int stride, int32_t *out) { dot_sdot(w, x, 0, stride, out, 1); }
+
+static inline void simd_dots(const i8_ctx *k, const int8_t *row, const int8_t *x, int i, int N, int32_t *d) {
+  (void)i;
+  const size_t xs = (size_t)k->w->stride;
+  if (!k->dotprod) {
+    if (N == 4) dot_neon(row, x, xs, k->w->stride, d, 4);
+    else dot_neon(row, x, 0, k->w->stride, d, 1);
+  } else if (N == 4) dot4_sdot(row, x, xs, k->w->stride, d);
+  else dot1_sdot(row, x, k->w->stride, d);
+}
+#endif
+
 static int32_t dot_portable(const int8_t *w, const int8_t *x, int cols) {
   int32_t s = 0;
   for (int c = 0; c < cols; c++) s += (int32_t)w[c] * x[c];
   return s;
 }
 
-/* Σ w·x of row r for tokens [i, i + N) into d (N = 4 or 1); the VNNI offset is undone here (modulo 2^32, see top). */
+/* Σ w·x of row r for tokens [i, i + N) into d (N = 4 or 1). */
 static inline void row_dots(const i8_ctx *k, int r, int i, int N, int32_t *d) {
   const tp_int8 *w = k->w;
   const int8_t *row = w->q + (size_t)r * w->stride, *x = k->x + (size_t)i * w->stride;
-  const size_t xs = (size_t)w->stride;
-  if (N == 4 && k->vnni) {
-    dot4_vnni(row, x, xs, w->stride, d);
-    for (int j = 0; j < 4; j++) d[j] = (int32_t)((uint32_t)d[j] - 128u * (uint32_t)k->xsum[i + j]);
-  } else if (k->avx2) {
-    const uint8_t *ax = k->ax + (size_t)i * xs;
-    if (N == 4) dot4_avx2(row, x, ax, xs, w->stride, d);
-    else dot1_avx2(row, x, ax, w->stride, d);
-  } else {
-    for (int j = 0; j < N; j++) d[j] = dot_portable(row, x + j * xs, w->cols);
-  }
+#if defined(TP_X86) || defined(TP_ARM64)
+  if (k->simd) { simd_dots(k, row, x, i, N, d); return; }
+#endif
+  for (int j = 0; j < N; j++) d[j] = dot_portable(row, x + j * (size_t)w->stride, w->cols);
 }
 
 static void i8_chunk(void *p, int chunk) {
@@ -128,7 +185,7 @@ static void i8_chunk(void *p, int chunk) {
     for (int r = r0; r < r1; r++) {
       const double sr = (double)w->scales[r], b = k->bias ? (double)k->bias[r] : 0.0;
       for (int i = t0; i < t1;) {
-        const int N = k->avx2 && i + 4 <= t1 ? 4 : 1;
+        const int N = k->simd && i + 4 <= t1 ? 4 : 1;
         int32_t d[4];
         row_dots(k, r, i, N, d);
         /* s_r·s_x is exact in double (two 24-bit significands): one rounding in the division */
@@ -157,7 +214,7 @@ void tp_int8_q8(const tp_int8 *w, const int8_t *q, int n, const float *sx, const
     }
     xsum[i] = s;
   }
-  i8_ctx k = { w, x, ax, xsum, n, tp_has_avx2(), tp_has_avx512vnni(), sx, bias, out, 0 };
+  i8_ctx k = { w, x, ax, xsum, n, tp_has_simd(), tp_has_avx512vnni(), tp_has_dotprod(), sx, bias, out, 0 };
   k.chunk_rows = tp_chunk_rows(w->rows, (size_t)w->stride * (n < 4 ? 1 : 4));
   tp_pool_run(i8_chunk, &k, (w->rows + k.chunk_rows - 1) / k.chunk_rows);
   free(buf);
