@@ -61,6 +61,51 @@ static void pack_blocks(const uint8_t *t, int blocks, uint8_t *dst) {
     for (int j = 0; j < TP_BLOCK_BYTES; j++) dst[j] = (uint8_t)(t[j] | t[32 + j] << 2 | t[64 + j] << 4 | t[96 + j] << 6);
 }
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define T2_TRANSPOSE 1
+/* Swaps the 2-bit cells selected by mask with those d bits above them. */
+static inline uint64_t delta_swap(uint64_t x, uint64_t mask, int d) {
+  const uint64_t t = ((x >> d) ^ x) & mask;
+  return x ^ t ^ (t << d);
+}
+
+/*
+ * t2 blocks stored whole (a row of whole blocks starts on a byte): the 32 stored bytes of 128 columns
+ * are the layout's 32 bytes with the 2-bit cells permuted, done without decoding. Read as four 64-bit
+ * words k (bytes 8k … 8k+7), cell 4m + s of word k holds column 32k + 4m + s; the layout puts it in
+ * word m >> 1, cell 16(m & 1) + 4s + k. Index bits: (word k1 k0 | cell m2 m1 m0 s1 s0) → (m2 m1 |
+ * m0 s1 s0 k1 k0). Exchanging 32-bit halves and 16-bit quarters between words swaps k0 ↔ m2 and
+ * k1 ↔ m1 (words then stored in the order 0, 2, 1, 3); three delta swaps within each word turn the
+ * cell bits (k0 k1 m0 s1 s0) into (m0 s1 s0 k1 k0). Returns whether any code is 3 (then nothing is known).
+ */
+static int transpose_t2_blocks(const uint8_t *in, int blocks, uint8_t *dst) {
+  const uint64_t lo32 = 0x00000000ffffffffull, lo16 = 0x0000ffff0000ffffull;
+  uint64_t bad = 0;
+  for (int b = 0; b < blocks; b++, in += TP_BLOCK_BYTES, dst += TP_BLOCK_BYTES) {
+    uint64_t q[4];
+    memcpy(q, in, sizeof q);
+    for (int i = 0; i < 4; i++) bad |= q[i] & q[i] >> 1;
+    for (int a = 0; a < 4; a += 2) {
+      const uint64_t x = q[a], y = q[a + 1];
+      q[a] = (x & lo32) | y << 32;
+      q[a + 1] = x >> 32 | (y & ~lo32);
+    }
+    for (int a = 0; a < 2; a++) {
+      const uint64_t x = q[a], y = q[a + 2];
+      q[a] = (x & lo16) | (y << 16 & ~lo16);
+      q[a + 2] = (x >> 16 & lo16) | (y & ~lo16);
+    }
+    /* cell bits 3 ↔ 1, then 4 ↔ 0, then 4 ↔ 2 */
+    for (int i = 0; i < 4; i++) q[i] = delta_swap(delta_swap(delta_swap(q[i], 0x0000f0f00000f0f0ull, 12), 0x00000000ccccccccull, 30), 0x00000000ff00ff00ull, 24);
+    memcpy(dst, &q[0], 8);
+    memcpy(dst + 8, &q[2], 8);
+    memcpy(dst + 16, &q[1], 8);
+    memcpy(dst + 24, &q[3], 8);
+  }
+  return (bad & 0x5555555555555555ull) != 0;
+}
+#endif
+
 /* Rows of one chunk, REPACK_SEG columns at a time through a buffer in L1. A chunk stops at its first
  * invalid code: rows are done in order, so that is the chunk's lowest, and the lowest over all chunks
  * is the tensor's whatever the number of threads. */
@@ -74,6 +119,11 @@ static void repack_chunk(void *p, int chunk) {
     uint8_t *dst = k->out + (size_t)r * k->row_bytes;
     for (int c = 0; c < k->cols; c += REPACK_SEG) {
       const int n = k->cols - c < REPACK_SEG ? k->cols - c : REPACK_SEG, blocks = (n + TP_BLOCK_COLS - 1) / TP_BLOCK_COLS;
+      uint8_t *seg = dst + (size_t)c / TP_BLOCK_COLS * TP_BLOCK_BYTES;
+#if defined(T2_TRANSPOSE)
+      /* an invalid code makes the decode below find its index */
+      if (k->per == 4 && k->cols % TP_BLOCK_COLS == 0 && !transpose_t2_blocks(k->packed + (e0 + c) / 4, blocks, seg)) continue;
+#endif
       decode_codes(k, e0 + c, n, t);
       const int bad = k->per == 4 ? first_code3(t, n) : -1;
       if (bad >= 0) {
@@ -82,7 +132,7 @@ static void repack_chunk(void *p, int chunk) {
         return;
       }
       memset(t + n, 0, (size_t)(blocks * TP_BLOCK_COLS - n)); /* padding columns: code 0 */
-      pack_blocks(t, blocks, dst + (size_t)c / TP_BLOCK_COLS * TP_BLOCK_BYTES);
+      pack_blocks(t, blocks, seg);
     }
   }
 }
