@@ -71,8 +71,9 @@ typedef struct {
   int group_size; /* columns per scale (cols unless scale_mode == 2) */
 } tp_ternary;
 
-/* Repack codes [row0, row0+nrows) of a tritpack t2 (packing 0) or t158 (packing 1) tensor; returns the
- * flat index of the first invalid t2 code (3), or -1. */
+/* Repack rows [row0, row0+nrows) of a tritpack t2 (packing 0) or t158 (packing 1) tensor into out
+ * (every byte written, padding included), on the pool's threads; returns the flat index of the first
+ * invalid t2 code (3) in those rows, whatever the thread count, or -1. */
 long long tp_repack(int packing, const uint8_t *packed, size_t packed_len, int row0, int nrows, int cols, uint8_t *out);
 /* out[i·rows + r] = (Σ_g (Σ_c t·q exact) · scale_g) / sx[i] + bias[r], combined in double exactly as the
  * reference backend does, so results are bit-identical to it. */

@@ -15,6 +15,9 @@
  * file truncated while mapped makes reads past its new end raise SIGBUS: the callers check every
  * tensor's range against the mapped length before making a view, which covers a file that shrank
  * before mapFile, not one that shrinks later.
+ *
+ * A file system that cannot map the file makes mapFile throw with the code TP_MMAP_UNSUPPORTED; the
+ * runtime reads that file instead. Other failures throw without a code.
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -40,12 +43,24 @@ static void unmap_file(napi_env env, void *data, void *hint) {
   free(m);
 }
 
-/* Throws "<path>: <what> (<reason>)", one line naming the file, and returns NULL. */
-static napi_value fail(napi_env env, const char *path, const char *what, const char *reason) {
+/* Throws "<path>: <what> (<reason>)", one line naming the file, with `code` as the error's code (or
+ * none), and returns NULL. */
+static napi_value fail(napi_env env, const char *path, const char *what, const char *reason, const char *code) {
   char msg[4200];
   snprintf(msg, sizeof msg, "%s: %s (%s)", path, what, reason);
-  napi_throw_error(env, NULL, msg);
+  napi_throw_error(env, code, msg);
   return NULL;
+}
+
+/*
+ * The code of an mmap failure that says this file system does not map this file (a FUSE or network
+ * file system without mmap, sysfs-like files), where reading it works: ENODEV, EINVAL (the arguments
+ * are valid for any regular file), EACCES/EPERM (the descriptor is open for reading), EOPNOTSUPP.
+ * The caller reads such a file instead. Anything else (ENOMEM, ENFILE, …) is a real error.
+ */
+#define MMAP_UNSUPPORTED "TP_MMAP_UNSUPPORTED"
+static const char *mmap_failure_code(int err) {
+  return err == ENODEV || err == EINVAL || err == EACCES || err == EPERM || err == EOPNOTSUPP ? MMAP_UNSUPPORTED : NULL;
 }
 
 static napi_value tagged(napi_env env, napi_value buffer) {
@@ -76,9 +91,9 @@ napi_value tp_js_map_file(napi_env env, napi_callback_info info) {
     return NULL;
   }
   const int own_fd = fd < 0;
-  if (own_fd && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) return fail(env, path, "cannot open", strerror(errno));
+  if (own_fd && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) return fail(env, path, "cannot open", strerror(errno), NULL);
   struct stat st;
-  const char *problem = NULL, *reason = NULL;
+  const char *problem = NULL, *reason = NULL, *code = NULL;
   void *base = MAP_FAILED;
   if (fstat(fd, &st) != 0) {
     problem = "cannot stat";
@@ -89,9 +104,10 @@ napi_value tp_js_map_file(napi_env env, napi_callback_info info) {
   } else if (st.st_size > 0 && (base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) {
     problem = "cannot map";
     reason = strerror(errno);
+    code = mmap_failure_code(errno);
   }
   if (own_fd) close(fd);
-  if (problem) return fail(env, path, problem, reason);
+  if (problem) return fail(env, path, problem, reason, code);
   const size_t length = (size_t)st.st_size;
   if (length == 0) /* mmap refuses empty ranges; an empty file is an empty buffer */
     return napi_create_arraybuffer(env, 0, NULL, &buffer) == napi_ok ? tagged(env, buffer) : NULL;
@@ -99,7 +115,7 @@ napi_value tp_js_map_file(napi_env env, napi_callback_info info) {
   file_mapping *m = malloc(sizeof *m);
   if (!m) {
     munmap(base, length);
-    return fail(env, path, "cannot map", strerror(ENOMEM));
+    return fail(env, path, "cannot map", strerror(ENOMEM), NULL);
   }
   m->base = base;
   m->length = length;

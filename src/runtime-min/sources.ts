@@ -6,6 +6,7 @@
  * Tensor bytes are read into buffers of their own, or, given a `mapper` (a backend that uses stored
  * bytes in place), handed out as views into a memory mapping of each file: nothing is copied, and
  * the integrity checks are the same (.tpk blobs are hashed the first time they are used either way).
+ * A file on a file system that does not map files is read instead, silently: only the saved copy is lost.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -49,9 +50,9 @@ export interface FileMapper {
   /**
    * The whole file mapped read-only through `fd`, the descriptor its reader opened and checked (so a
    * path replaced since cannot swap the file); `file` names it in errors. It stays mapped while a view
-   * into it lives.
+   * into it lives. Null where the file system does not map the file: its tensors are read instead.
    */
-  mapFile(file: string, fd: number): ArrayBuffer;
+  mapFile(file: string, fd: number): ArrayBuffer | null;
   /** Lets the pages of a mapped view leave the resident set (they re-fault from the file if read again). */
   dropPages(view: Uint8Array): void;
 }
@@ -73,17 +74,18 @@ export function openModelSource(pathOrDir: string, options: SourceOptions = {}):
 }
 
 /**
- * Each file mapped once, when its first tensor is used; `clear` lets go (views keep their mapping
- * alive); `copiedOut` drops the pages of a view whose values were converted into an array of their own.
+ * Each file mapped once, when its first tensor is used (or found unmappable once: null, read it);
+ * `clear` lets go (views keep their mapping alive); `copiedOut` drops the pages of a view whose values
+ * were converted into an array of their own.
  */
-interface Mappings { get(file: string, fd: () => number): ArrayBuffer; copiedOut(view: Uint8Array): void; clear(): void }
+interface Mappings { get(file: string, fd: () => number): ArrayBuffer | null; copiedOut(view: Uint8Array): void; clear(): void }
 
 function mappingCache(mapper: FileMapper): Mappings {
-  const byFile = new Map<string, ArrayBuffer>();
+  const byFile = new Map<string, ArrayBuffer | null>();
   return {
     get: (file, fd) => {
       let bytes = byFile.get(file);
-      if (!bytes) byFile.set(file, (bytes = mapper.mapFile(file, fd())));
+      if (bytes === undefined) byFile.set(file, (bytes = mapper.mapFile(file, fd())));
       return bytes;
     },
     copiedOut: (view) => mapper.dropPages(view),
@@ -134,7 +136,8 @@ function openHfDir(dir: string, mapped: Mappings | undefined): ModelSource {
   };
   const mappedBytes = (name: string): Uint8Array => {
     const t = info(name);
-    return mappedTensor(t.file, mapped!.get(t.file, () => checkpoint.descriptorOf(name)), name, t.dtype, t.dataOffset, t.byteLength);
+    const fileBytes = mapped!.get(t.file, () => checkpoint.descriptorOf(name));
+    return fileBytes ? mappedTensor(t.file, fileBytes, name, t.dtype, t.dataOffset, t.byteLength) : checkpoint.readBytes(name);
   };
   return {
     kind: 'hf-dir',
@@ -173,7 +176,10 @@ function openTpk(file: string, mapped: Mappings | undefined): ModelSource {
     return t;
   };
   // Blobs sit at 64-byte-aligned offsets and mappings start on a page: views are always element-aligned.
-  const readData = mapped ? (name: string) => tpk.dataView(name, mapped.get(file, () => tpk.descriptor)) : (name: string) => tpk.readData(name);
+  const readData = (name: string) => {
+    const fileBytes = mapped?.get(file, () => tpk.descriptor);
+    return fileBytes ? tpk.dataView(name, fileBytes) : tpk.readData(name);
+  };
   return {
     kind: 'tpk',
     path: file,

@@ -269,7 +269,7 @@ describe('runtime: model files mapped by the native addon', function () {
 
     it('dropPages leaves a mapping\'s bytes intact and plain buffers alone', () => {
       const file = models['tinystories-656K t2.tpk']!;
-      const mappedBytes = be.mapFile(file);
+      const mappedBytes = be.mapFile(file)!;
       const view = new Uint8Array(mappedBytes, 4096, 3 * 4096 + 100);
       const copy = view.slice();
       assert.equal(addon!.dropPages(view), true);

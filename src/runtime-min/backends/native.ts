@@ -49,7 +49,8 @@ export interface NativeAddon {
   allocWeights(bytes: number): Uint8Array;
   /**
    * The whole file mapped read-only (native/tp_map.c), through `fd` when given (left open) or by opening
-   * `file`; unmapped when the buffer is collected. Never write through a view.
+   * `file`; unmapped when the buffer is collected. Never write through a view. Throws an error with
+   * `code` 'TP_MMAP_UNSUPPORTED' where the file system does not map the file.
    */
   mapFile(file: string, fd?: number): ArrayBuffer;
   /** Lets the pages wholly inside `view` leave the resident set if it lies in a mapFile mapping (they re-fault from the file); false otherwise. */
@@ -144,13 +145,15 @@ export class NativeBackend implements Backend, FileMapper {
 
   /**
    * The model file mapped read-only (through `fd`, its open descriptor, when given), for tensor bytes
-   * used where they lie. A failure is one line naming the file. The mapping lives as long as a view
-   * into it does: prepared float weights hold theirs.
+   * used where they lie; null where the file system does not map files (the source reads it instead).
+   * Any other failure is one line naming the file. The mapping lives as long as a view into it does:
+   * prepared float weights hold theirs.
    */
-  mapFile(file: string, fd?: number): ArrayBuffer {
+  mapFile(file: string, fd?: number): ArrayBuffer | null {
     try {
       return this.addon.mapFile(file, fd);
     } catch (err) {
+      if ((err as { code?: unknown }).code === 'TP_MMAP_UNSUPPORTED') return null;
       throw new TritpackError((err as Error).message, { cause: err });
     }
   }
