@@ -59,13 +59,13 @@ export interface LoadedModel {
   close(): void;
 }
 
-/** backend: 'native' | 'wasm' | 'reference' (default: the first that loads, in that order); threads: native kernel threads. */
+/** backend: 'native' | 'wasm' | 'reference' (default: the first that loads, in that order); threads: kernel threads of the native and wasm backends (default: one per CPU). */
 export interface LoadOptions { backend?: string; threads?: number }
 
 const BACKENDS: Record<string, (options: LoadOptions) => Backend> = {
   reference: () => new ReferenceBackend(),
   native: (o) => new NativeBackend({ threads: o.threads }),
-  wasm: () => new WasmBackend(),
+  wasm: (o) => new WasmBackend({ threads: o.threads }),
 };
 export const AVAILABLE_BACKENDS = Object.keys(BACKENDS);
 
