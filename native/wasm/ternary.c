@@ -4,15 +4,22 @@
  * repack from tritpack's t2/t158 packings.
  *
  * Codes are unpacked with 16-bit shifts (i16x8.shr_u): the & 3 that follows keeps only bits that
- * came from the same byte, and V8 emulates 8-bit shifts on x64 with several instructions. A pass
- * works on a tile of rows × tokens so that each activation load (decode: several rows) or each
- * unpacked code vector (prefill: several tokens) serves the whole tile.
+ * came from the same byte, and V8 emulates 8-bit shifts on x64 with several instructions. Prefill
+ * unpacks each code vector once for a tile of tokens.
  */
 #include "tp_wasm.h"
 
-#define TILE_ROWS 1   /* rows per pass when decoding one token (several rows per pass read several streams, slower from DRAM) */
-#define TILE_TOKENS 4 /* tokens per pass when several share the call */
+/* Tokens per pass when several share the call. (Several rows per pass, sharing the activation loads of
+ * one token, measured slower: interleaved row streams came from DRAM at about 60% of the speed.) */
+#define TILE_TOKENS 4
 #define ROWS_PER_CHUNK 32
+
+/* The code mask splat(3), read through a volatile load: with a visible constant, clang proves that a
+ * 16-bit shift masked per byte equals an 8-bit shift and emits i8x16.shr_u after all (which V8
+ * lowers to a shift, a mask built in three instructions and an and, on every use). Fewer
+ * instructions, though a decode matvec streaming from DRAM measured the same speed either way. */
+static const v128_t code_mask_storage = { 0x03030303, 0x03030303, 0x03030303, 0x03030303 };
+INLINE v128_t code_mask(void) { return *(const volatile v128_t *)&code_mask_storage; }
 
 #ifdef __wasm_relaxed_simd__
 /* Activations stay int8: relaxed SIMD multiplies i8 × i7 (the codes 0..2 are valid i7, so the result
@@ -21,65 +28,54 @@
  * clang 16 and Node 20's V8 disagree on its encoding.) */
 typedef int8_t act_t;
 
-/* d[r·T + t] = Σ c·x over blocks [b0, b1) of rows[r] and token xs[t]. */
-INLINE void dot_tile(const uint8_t *const *rows, const int R, const act_t *const *xs, const int T, int b0, int b1, int32_t *d) {
-  const v128_t mask = wasm_i8x16_splat(3);
-  v128_t acc[TILE_ROWS * TILE_TOKENS];
-  for (int i = 0; i < R * T; i++) acc[i] = wasm_i32x4_splat(0);
+/* d[t] = Σ c·x over blocks [b0, b1) of `row` and token xs[t]. */
+INLINE void dot_tile(const uint8_t *row, const act_t *const *xs, const int T, int b0, int b1, int32_t *d) {
+  const v128_t mask = code_mask();
+  v128_t acc[TILE_TOKENS];
+  for (int t = 0; t < T; t++) acc[t] = wasm_i32x4_splat(0);
   for (int b = b0; b < b1;) {
     const int end = b + 4 < b1 ? b + 4 : b1;
-    v128_t s[TILE_ROWS * TILE_TOKENS];
-    for (int i = 0; i < R * T; i++) s[i] = wasm_i16x8_splat(0);
+    v128_t s[TILE_TOKENS];
+    for (int t = 0; t < T; t++) s[t] = wasm_i16x8_splat(0);
     for (; b < end; b++) {
       for (int half = 0; half < 2; half++) {
-        v128_t v[TILE_ROWS];
-        for (int r = 0; r < R; r++) v[r] = wasm_v128_load(rows[r] + b * BLOCK_BYTES + 16 * half);
+        const v128_t v = wasm_v128_load(row + b * BLOCK_BYTES + 16 * half);
         for (int k = 0; k < 4; k++) {
-          v128_t c[TILE_ROWS];
-          for (int r = 0; r < R; r++) c[r] = wasm_v128_and(k ? wasm_u16x8_shr(v[r], 2 * k) : v[r], mask);
-          for (int t = 0; t < T; t++) {
-            const v128_t x = wasm_v128_load(xs[t] + b * BLOCK_COLS + k * 32 + 16 * half);
-            for (int r = 0; r < R; r++) s[r * T + t] = wasm_i16x8_add(s[r * T + t], __builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8(x, c[r]));
-          }
+          const v128_t c = wasm_v128_and(k ? wasm_u16x8_shr(v, 2 * k) : v, mask); /* codes of columns k·32 + 16·half + 0..15 */
+          for (int t = 0; t < T; t++)
+            s[t] = wasm_i16x8_add(s[t], __builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8(wasm_v128_load(xs[t] + b * BLOCK_COLS + k * 32 + 16 * half), c));
         }
       }
     }
-    for (int i = 0; i < R * T; i++) acc[i] = wasm_i32x4_add(acc[i], wasm_i32x4_extadd_pairwise_i16x8(s[i]));
+    for (int t = 0; t < T; t++) acc[t] = wasm_i32x4_add(acc[t], wasm_i32x4_extadd_pairwise_i16x8(s[t]));
   }
-  for (int i = 0; i < R * T; i++)
-    d[i] = wasm_i32x4_extract_lane(acc[i], 0) + wasm_i32x4_extract_lane(acc[i], 1) + wasm_i32x4_extract_lane(acc[i], 2) + wasm_i32x4_extract_lane(acc[i], 3);
+  for (int t = 0; t < T; t++)
+    d[t] = wasm_i32x4_extract_lane(acc[t], 0) + wasm_i32x4_extract_lane(acc[t], 1) + wasm_i32x4_extract_lane(acc[t], 2) + wasm_i32x4_extract_lane(acc[t], 3);
 }
 #else
 /* simd128 has no u8 × i8 multiply-add: activations come widened to int16, codes are widened per 16
  * columns, and i32x4.dot_i16x8_s does the products. */
 typedef int16_t act_t;
 
-INLINE void dot_tile(const uint8_t *const *rows, const int R, const act_t *const *xs, const int T, int b0, int b1, int32_t *d) {
-  const v128_t mask = wasm_i8x16_splat(3);
-  v128_t acc[TILE_ROWS * TILE_TOKENS];
-  for (int i = 0; i < R * T; i++) acc[i] = wasm_i32x4_splat(0);
+INLINE void dot_tile(const uint8_t *row, const act_t *const *xs, const int T, int b0, int b1, int32_t *d) {
+  const v128_t mask = code_mask();
+  v128_t acc[TILE_TOKENS];
+  for (int t = 0; t < T; t++) acc[t] = wasm_i32x4_splat(0);
   for (int b = b0; b < b1; b++) {
     for (int half = 0; half < 2; half++) {
-      v128_t v[TILE_ROWS];
-      for (int r = 0; r < R; r++) v[r] = wasm_v128_load(rows[r] + b * BLOCK_BYTES + 16 * half);
+      const v128_t v = wasm_v128_load(row + b * BLOCK_BYTES + 16 * half);
       for (int k = 0; k < 4; k++) {
-        v128_t lo[TILE_ROWS], hi[TILE_ROWS];
-        for (int r = 0; r < R; r++) {
-          const v128_t c = wasm_v128_and(k ? wasm_u16x8_shr(v[r], 2 * k) : v[r], mask); /* codes of columns k·32 + 16·half + 0..15 */
-          lo[r] = wasm_u16x8_extend_low_u8x16(c);
-          hi[r] = wasm_u16x8_extend_high_u8x16(c);
-        }
+        const v128_t c = wasm_v128_and(k ? wasm_u16x8_shr(v, 2 * k) : v, mask); /* codes of columns k·32 + 16·half + 0..15 */
+        const v128_t lo = wasm_u16x8_extend_low_u8x16(c), hi = wasm_u16x8_extend_high_u8x16(c);
         for (int t = 0; t < T; t++) {
           const act_t *x = xs[t] + b * BLOCK_COLS + k * 32 + 16 * half;
-          const v128_t x0 = wasm_v128_load(x), x1 = wasm_v128_load(x + 8);
-          for (int r = 0; r < R; r++)
-            acc[r * T + t] = wasm_i32x4_add(acc[r * T + t], wasm_i32x4_add(wasm_i32x4_dot_i16x8(lo[r], x0), wasm_i32x4_dot_i16x8(hi[r], x1)));
+          acc[t] = wasm_i32x4_add(acc[t], wasm_i32x4_add(wasm_i32x4_dot_i16x8(lo, wasm_v128_load(x)), wasm_i32x4_dot_i16x8(hi, wasm_v128_load(x + 8))));
         }
       }
     }
   }
-  for (int i = 0; i < R * T; i++)
-    d[i] = wasm_i32x4_extract_lane(acc[i], 0) + wasm_i32x4_extract_lane(acc[i], 1) + wasm_i32x4_extract_lane(acc[i], 2) + wasm_i32x4_extract_lane(acc[i], 3);
+  for (int t = 0; t < T; t++)
+    d[t] = wasm_i32x4_extract_lane(acc[t], 0) + wasm_i32x4_extract_lane(acc[t], 1) + wasm_i32x4_extract_lane(acc[t], 2) + wasm_i32x4_extract_lane(acc[t], 3);
 }
 #endif
 
@@ -122,56 +118,45 @@ typedef struct {
   int rows, cols, scale_mode, group_size, xcols, n, rows_per_chunk;
 } q8_ctx;
 
-/* Rows [r0, r0+R) × tokens [i0, i0+T): integer sums per scale group, then the reference's double steps. */
-INLINE void q8_tile(const q8_ctx *k, int r0, const int R, int i0, const int T) {
-  const int row_bytes = k->xcols / BLOCK_COLS * BLOCK_BYTES, nblocks = k->xcols / BLOCK_COLS;
+/* Row r × tokens [i0, i0+T): integer sums per scale group, then the reference's double steps. */
+INLINE void q8_tile(const q8_ctx *k, int r, int i0, const int T) {
+  const int nblocks = k->xcols / BLOCK_COLS;
   const int groups = (k->cols + k->group_size - 1) / k->group_size;
   const int simd = groups == 1 || k->group_size % BLOCK_COLS == 0;
   const int bpg = groups == 1 ? nblocks : k->group_size / BLOCK_COLS;
-  const uint8_t *rows[TILE_ROWS];
+  const uint8_t *row = k->codes + (long)r * nblocks * BLOCK_BYTES;
   const act_t *xs[TILE_TOKENS];
-  for (int r = 0; r < R; r++) rows[r] = k->codes + (long)(r0 + r) * row_bytes;
   for (int t = 0; t < T; t++) xs[t] = k->x + (long)(i0 + t) * k->xcols;
-  double tot[TILE_ROWS * TILE_TOKENS];
-  for (int i = 0; i < R * T; i++) tot[i] = 0;
+  double tot[TILE_TOKENS];
+  for (int t = 0; t < T; t++) tot[t] = 0;
   for (int g = 0; g < groups; g++) {
-    int32_t d[TILE_ROWS * TILE_TOKENS];
+    int32_t d[TILE_TOKENS];
     if (simd) {
       const int b0 = g * bpg, b1 = b0 + bpg < nblocks ? b0 + bpg : nblocks;
-      dot_tile(rows, R, xs, T, b0, b1, d);
+      dot_tile(row, xs, T, b0, b1, d);
     } else {
       const int c0 = g * k->group_size, c1 = c0 + k->group_size < k->cols ? c0 + k->group_size : k->cols;
-      for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) {
+      for (int t = 0; t < T; t++) {
         int32_t s = 0;
-        for (int c = c0; c < c1; c++) s += code_at(rows[r], c) * xs[t][c];
-        d[r * T + t] = s;
+        for (int c = c0; c < c1; c++) s += code_at(row, c) * xs[t][c];
+        d[t] = s;
       }
     }
-    for (int r = 0; r < R; r++) {
-      const float s = k->scales[k->scale_mode == 0 ? 0 : k->scale_mode == 1 ? r0 + r : (r0 + r) * groups + g];
-      for (int t = 0; t < T; t++) tot[r * T + t] += (double)(d[r * T + t] - k->xsum[(i0 + t) * groups + g]) * (double)s;
-    }
+    const float s = k->scales[k->scale_mode == 0 ? 0 : k->scale_mode == 1 ? r : r * groups + g];
+    for (int t = 0; t < T; t++) tot[t] += (double)(d[t] - k->xsum[(i0 + t) * groups + g]) * (double)s;
   }
-  for (int r = 0; r < R; r++) {
-    const double b = k->bias ? (double)k->bias[r0 + r] : 0.0;
-    for (int t = 0; t < T; t++) k->out[(long)(i0 + t) * k->rows + r0 + r] = (float)(tot[r * T + t] / (double)k->sx[i0 + t] + b);
-  }
+  const double b = k->bias ? (double)k->bias[r] : 0.0;
+  for (int t = 0; t < T; t++) k->out[(long)(i0 + t) * k->rows + r] = (float)(tot[t] / (double)k->sx[i0 + t] + b);
 }
 
 static void q8_chunk(const void *p, int chunk, int tid) {
   (void)tid;
   const q8_ctx *k = p;
   const int r0 = chunk * k->rows_per_chunk, r1 = r0 + k->rows_per_chunk < k->rows ? r0 + k->rows_per_chunk : k->rows;
-  if (k->n == 1) {
-    int r = r0;
-    for (; r + TILE_ROWS <= r1; r += TILE_ROWS) q8_tile(k, r, TILE_ROWS, 0, 1);
-    for (; r < r1; r++) q8_tile(k, r, 1, 0, 1);
-    return;
-  }
   for (int r = r0; r < r1; r++) {
     int i = 0;
-    for (; i + TILE_TOKENS <= k->n; i += TILE_TOKENS) q8_tile(k, r, 1, i, TILE_TOKENS);
-    for (; i < k->n; i++) q8_tile(k, r, 1, i, 1);
+    for (; i + TILE_TOKENS <= k->n; i += TILE_TOKENS) q8_tile(k, r, i, TILE_TOKENS);
+    for (; i < k->n; i++) q8_tile(k, r, i, 1);
   }
 }
 
@@ -183,9 +168,8 @@ EXPORT(ternary_q8)
 void ternary_q8(const uint8_t *codes, int rows, int cols, const float *scales, int scale_mode, int group_size,
                 const act_t *x, int xcols, const int32_t *xsum, int n, const float *sx, const float *bias, float *out) {
   const int per = chunk_items(rows, ROWS_PER_CHUNK);
-  const int rows_per_chunk = (per + TILE_ROWS - 1) / TILE_ROWS * TILE_ROWS;
-  const q8_ctx k = { codes, scales, x, xsum, sx, bias, out, rows, cols, scale_mode, group_size, xcols, n, rows_per_chunk };
-  pool_run(q8_chunk, &k, (rows + rows_per_chunk - 1) / rows_per_chunk);
+  const q8_ctx k = { codes, scales, x, xsum, sx, bias, out, rows, cols, scale_mode, group_size, xcols, n, per };
+  pool_run(q8_chunk, &k, (rows + per - 1) / per);
 }
 
 typedef struct {
