@@ -10,7 +10,7 @@ import { AVAILABLE_BACKENDS } from '../runtime-min/index.js';
 /** eval, generate, validate: which kernels run the model, on how many threads. */
 export const runtimeFlags = {
   backend: Flags.string({ description: `kernel backend (${AVAILABLE_BACKENDS.join(', ')}) [default: the first that loads, in that order]` }),
-  threads: Flags.integer({ description: 'native kernel threads [default: all cores]', min: 1 }),
+  threads: Flags.integer({ description: 'kernel threads of the native and wasm backends [default: all cores]', min: 1 }),
 };
 
 /** eval and validate: the text and the windows it is scored in (checked against the model in validate/windows.ts). */
