@@ -12,7 +12,7 @@
  * automatic choice falls back to the reference backend.
  *
  * Weights live in the module's linear memory (wasm-heap.ts); each call copies its activations in
- * and its result out (a few KiB per call, about 1% of a decode step), and each layer's KV cache is
+ * and its result out (a few KiB per call, into per-call scratch kept between calls), and each layer's KV cache is
  * mirrored in linear memory, where only the newly appended positions are copied per call.
  * `matmulQ8` and the element-wise steps (activation quantization, RMSNorm, relu², residual adds,
  * RoPE) are bit-identical to the reference; SiLU runs the reference's own code (V8's Math.exp);
@@ -139,6 +139,8 @@ export class WasmBackend implements Backend {
   private readonly mirrors = new WeakMap<KvCache, KvMirror>();
   /** Frees a cache's mirror once the cache object is garbage (states are dropped, never closed). */
   private readonly mirrorCleanup = new FinalizationRegistry<KvMirror>((m) => this.releaseMirror(m));
+  /** The block per-call scratch is bump-allocated from (see scratch()). */
+  private arena = { at: 0, size: 0 };
   private threadCount = 1;
   private disposed = false;
 
@@ -180,13 +182,35 @@ export class WasmBackend implements Backend {
     return at;
   }
 
-  /** Runs `fn` with an allocator whose blocks are released afterwards. */
+  /**
+   * Runs `fn` with an allocator for per-call scratch: bump allocation in one block kept between calls
+   * (a heap allocation per buffer costed about as much as a small kernel); what does not fit comes
+   * from the heap, and the block is enlarged afterwards to what the call needed.
+   */
   private scratch<T>(fn: (alloc: (bytes: number) => number, put: (data: ArrayBufferView) => number) => T): T {
-    const taken: number[] = [];
+    let used = 0;
+    const overflow: number[] = [];
+    const alloc = (bytes: number): number => {
+      const span = Math.max(64, Math.ceil(bytes / 64) * 64);
+      used += span;
+      if (used <= this.arena.size) return this.arena.at + used - span;
+      const at = this.heap.alloc(bytes);
+      overflow.push(at);
+      return at;
+    };
+    const put = (data: ArrayBufferView): number => {
+      const at = alloc(data.byteLength);
+      this.bytes(at, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      return at;
+    };
     try {
-      return fn((bytes) => { const at = this.heap.alloc(bytes); taken.push(at); return at; }, (data) => { const at = this.put(data); taken.push(at); return at; });
+      return fn(alloc, put);
     } finally {
-      for (const at of taken) this.heap.release(at);
+      for (const at of overflow) this.heap.release(at);
+      if (overflow.length > 0) {
+        if (this.arena.size > 0) this.heap.release(this.arena.at);
+        this.arena = { at: this.heap.alloc(used), size: used };
+      }
     }
   }
 
