@@ -12,8 +12,8 @@
  * automatic choice falls back to the reference backend.
  *
  * Weights live in the module's linear memory (wasm-heap.ts); each call copies its activations in
- * and its result out (a few KiB per call, into per-call scratch kept between calls), and each layer's KV cache is
- * mirrored in linear memory, where only the newly appended positions are copied per call.
+ * and its result out (a few KiB, through scratch space kept between calls), and each layer's KV
+ * cache is mirrored in linear memory, where only the newly appended positions are copied per call.
  * `matmulQ8` and the element-wise steps (activation quantization, RMSNorm, relu², residual adds,
  * RoPE) are bit-identical to the reference; SiLU runs the reference's own code (V8's Math.exp);
  * float matmuls and attention agree to float32 rounding.
