@@ -4,7 +4,7 @@
  * A job is published by bumping `gen`; its chunks are handed out by one 64-bit ticket
  * (generation << 32 | next chunk) advanced by compare-and-swap, so a worker that arrives late, or
  * is still looking at an older job, can never take a chunk of the wrong job: its CAS fails.
- * Workers spin on `gen` for a while after a job (the next kernel call usually follows within
+ * Workers spin on `gen` briefly after a job (the next kernel call usually follows within
  * microseconds), then sleep in memory.atomic.wait32; the caller wakes them only when one sleeps.
  * The caller takes chunks itself and does not wait for workers to arrive: a worker still starting
  * up (or descheduled) just finds no chunk left, so no call can hang on a missing worker.
@@ -12,8 +12,10 @@
 #include "tp_wasm.h"
 
 #define SEQ __ATOMIC_SEQ_CST
-/* Idle polls of `gen` before sleeping: about 100 µs, longer than the gap between two kernel calls of a decode step. */
-#define SPIN_POLLS 100000
+/* Polls (of `gen` by idle workers, of `done` by the caller) before sleeping in atomic.wait: a few µs,
+ * enough for the back-to-back kernel calls of a layer. Longer spins measured slower with 2 threads
+ * on a busy machine: wasm has no yield, so a spinning thread holds a core the other one needs. */
+#define SPIN_POLLS 5000
 
 static struct {
   int64_t ticket;      /* generation << 32 | next chunk */
