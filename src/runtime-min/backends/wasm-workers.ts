@@ -42,8 +42,6 @@ export class WasmWorkers {
     }
   }
 
-  get count(): number { return this.workers.length; }
-
   /** Call after the module's pool_quit(): stops every worker and frees their stacks. */
   dispose(): void {
     for (const w of this.workers) void w.terminate();
