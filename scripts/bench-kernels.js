@@ -3,8 +3,9 @@
  * Kernel benchmark of issue 6 on the synthetic TinyLlama-shaped pair written by
  * scripts/make-synthetic-tinyllama.js: decode tokens/s (128 tokens after a 64-token prompt),
  * prefill tokens/s (64- and 512-token prompts) at 1 and 2 threads for the ternary model and the
- * same weights in F16 on the native backend, and for the ternary model on the wasm backend (one
- * thread: it has no worker threads yet); the machine's streaming read bandwidth measured
+ * same weights in F16 on the native backend, and for the ternary model on the wasm backend at the
+ * same thread counts (with the wasm/native decode and prefill ratios per thread count); the
+ * machine's streaming read bandwidth measured
  * by the addon in the same run; the decode roofline (bytes read per token × tokens/s ÷ bandwidth);
  * and each run's peak RSS (every configuration runs in its own child process, so maxRSS is its own).
  * Timings on a shared machine are noisy: compare the ratios, which are measured in the same run.
@@ -52,7 +53,7 @@ function argmax(logits) {
 async function child(modelPath, backend, threads, decodeTokens, longPrompt, lmHead) {
   const { loadModel } = await import('../dist/runtime-min/index.js');
   let t = performance.now();
-  const model = await loadModel(modelPath, backend === 'native' ? { backend, threads, lmHead } : { backend, lmHead });
+  const model = await loadModel(modelPath, { backend, threads, lmHead });
   const loadSeconds = (performance.now() - t) / 1000;
   const cfg = model.config;
   const warm = model.createSession(); // first calls start the pool's threads and touch every weight page once
@@ -106,10 +107,10 @@ export async function runKernelBench(options = {}) {
     bandwidth[t] = addon.readBandwidth(quick ? 256 << 20 : 1 << 30, 3) * 1e9;
   }
 
-  // ternary and F16 on the native backend at each thread count; ternary on the (single-threaded) wasm backend
+  // ternary and F16 on the native backend at each thread count; ternary on the wasm backend at the same counts
   const configs = [
     ...threadCounts.map((t) => ({ model: 'ternary', backend: 'native', threads: t })),
-    ...(options.wasm === false ? [] : [{ model: 'ternary', backend: 'wasm', threads: 1 }]),
+    ...(options.wasm === false ? [] : threadCounts.map((t) => ({ model: 'ternary', backend: 'wasm', threads: t }))),
     ...threadCounts.map((t) => ({ model: 'f16', backend: 'native', threads: t })),
     ...(options.lmHead === 'int8' ? threadCounts.map((t) => ({ model: 'ternary', backend: 'native', threads: t, lmHead: 'int8' })) : []),
   ];
@@ -123,7 +124,6 @@ export async function runKernelBench(options = {}) {
     runs.push(run);
   }
   const find = (model, t, backend = 'native') => runs.find((r) => r.model === model && r.threads === t && r.backend === backend);
-  const wasm = find('ternary', 1, 'wasm');
   const ratios = threadCounts.map((t) => ({
     threads: t,
     decodeTernaryOverF16: find('ternary', t).decode / find('f16', t).decode,
@@ -132,7 +132,8 @@ export async function runKernelBench(options = {}) {
     decodeOverLlamaCppTQ2_0: LLAMA_CPP_REFERENCE.TQ2_0.decode[t] && find('ternary', t).layers === 22 ? find('ternary', t).decode / LLAMA_CPP_REFERENCE.TQ2_0.decode[t] : null,
     prefill64OverLlamaCppTQ2_0: LLAMA_CPP_REFERENCE.TQ2_0.prefill64[t] && find('ternary', t).layers === 22 ? find('ternary', t).prefill64 / LLAMA_CPP_REFERENCE.TQ2_0.prefill64[t] : null,
     peakRssTernaryOverF16: find('ternary', t).maxRssBytes / find('f16', t).maxRssBytes,
-    wasmDecodeOverNative: wasm ? wasm.decode / find('ternary', t).decode : null,
+    wasmDecodeOverNative: find('ternary', t, 'wasm') ? find('ternary', t, 'wasm').decode / find('ternary', t).decode : null,
+    wasmPrefill64OverNative: find('ternary', t, 'wasm') ? find('ternary', t, 'wasm').prefill64 / find('ternary', t).prefill64 : null,
     decodeInt8HeadOverFloatHead: find('ternary+i8h', t) ? find('ternary+i8h', t).decode / find('ternary', t).decode : null,
   }));
   const res = {
@@ -155,7 +156,7 @@ function printTable(res) {
   for (const q of res.ratios) {
     console.log(`${q.threads} thread(s): ternary/F16 decode ×${q.decodeTernaryOverF16.toFixed(2)}, prefill64 ×${q.prefill64TernaryOverF16.toFixed(2)}; peak RSS ternary/F16 ${q.peakRssTernaryOverF16.toFixed(2)}` +
       (q.decodeOverLlamaCppTQ2_0 ? `; vs llama.cpp TQ2_0 (notes): decode ×${q.decodeOverLlamaCppTQ2_0.toFixed(2)}, prefill64 ×${q.prefill64OverLlamaCppTQ2_0.toFixed(2)}` : '') +
-      (q.wasmDecodeOverNative ? `; wasm/native decode ${q.wasmDecodeOverNative.toFixed(2)}` : '') +
+      (q.wasmDecodeOverNative ? `; wasm/native decode ${q.wasmDecodeOverNative.toFixed(2)}, prefill64 ${q.wasmPrefill64OverNative.toFixed(2)}` : '') +
       (q.decodeInt8HeadOverFloatHead ? `; int8/float LM head decode ×${q.decodeInt8HeadOverFloatHead.toFixed(2)}` : ''));
   }
 }

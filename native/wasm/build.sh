@@ -1,14 +1,19 @@
 #!/bin/sh
 # Rebuilds native/wasm/tritpack.wasm and tritpack-relaxed.wasm (committed, so users need no compiler)
-# from tp_wasm.c.
+# from the C files here.
 # Needs clang and wasm-ld 16 or newer (Debian 12: apt-get install clang-16 lld-16).
+# Threads: the memory is imported and shared (--shared-memory: data segments are passive and copied
+# once, by the first instance, in __wasm_init_memory); __stack_pointer is exported so that each
+# worker's instance gets its own stack.
 set -eu
 cd "$(dirname "$0")"
 PATH=/usr/lib/llvm-16/bin:$PATH   # wasm-ld-16 as wasm-ld
 CLANG=${CLANG:-clang-16}
 build() { # output, extra flags
-  "$CLANG" --target=wasm32 -O3 -msimd128 -mbulk-memory -nostdlib -ffp-contract=off -fuse-ld=lld "$2" \
-    -Wl,--no-entry -Wl,--export=__heap_base -Wl,--export-memory -Wl,--strip-all -o "$1" tp_wasm.c
+  "$CLANG" --target=wasm32 -O3 -msimd128 -mbulk-memory -matomics -nostdlib -ffp-contract=off -fuse-ld=lld "$2" \
+    -Wl,--no-entry -Wl,--import-memory -Wl,--shared-memory -Wl,--max-memory=4294967296 -Wl,--initial-memory=262144 \
+    -Wl,-z,stack-size=65536 -Wl,--export=__heap_base -Wl,--export=__stack_pointer -Wl,--strip-all \
+    -o "$1" pool.c ternary.c float.c attention.c elementwise.c
   echo "wrote native/wasm/$1 ($(wc -c < "$1") bytes)"
 }
 build tritpack.wasm -msimd128

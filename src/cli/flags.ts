@@ -15,7 +15,7 @@ export function lmHeadFlag(description: string) {
 /** eval, generate, validate: which kernels run the model, on how many threads, with which LM head. */
 export const runtimeFlags = {
   backend: Flags.string({ description: `kernel backend (${AVAILABLE_BACKENDS.join(', ')}) [default: the first that loads, in that order]` }),
-  threads: Flags.integer({ description: 'native kernel threads [default: all cores]', min: 1 }),
+  threads: Flags.integer({ description: 'kernel threads of the native and wasm backends [default: all cores]', min: 1 }),
   'lm-head': lmHeadFlag('LM head precision: float (as stored) or int8 (weights per row × activations per token in int8: half the bytes of f16, '
     + 'slightly different logits, so opt-in)'),
 };

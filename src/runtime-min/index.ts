@@ -62,8 +62,8 @@ export interface LoadedModel {
 }
 
 /**
- * backend: 'native' | 'wasm' | 'reference' (default: the first that loads, in that order); threads: native
- * kernel threads; lmHead: 'int8' runs the output layer on int8 weights and activations (half the bytes of
+ * backend: 'native' | 'wasm' | 'reference' (default: the first that loads, in that order); threads: kernel
+ * threads of the native and wasm backends (default: one per CPU); lmHead: 'int8' runs the output layer on int8 weights and activations (half the bytes of
  * f16, different numerics, so never the default; backend.ts's Int8WeightSource and matmulQ8 define it).
  */
 export interface LoadOptions { backend?: string; threads?: number; lmHead?: LmHeadPrecision }
@@ -72,7 +72,7 @@ export const LM_HEAD_PRECISIONS: readonly LmHeadPrecision[] = ['float', 'int8'];
 const BACKENDS: Record<string, (options: LoadOptions) => Backend> = {
   reference: () => new ReferenceBackend(),
   native: (o) => new NativeBackend({ threads: o.threads }),
-  wasm: () => new WasmBackend(),
+  wasm: (o) => new WasmBackend({ threads: o.threads }),
 };
 export const AVAILABLE_BACKENDS = Object.keys(BACKENDS);
 

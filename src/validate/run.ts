@@ -33,7 +33,7 @@ export interface RunValidationOptions extends EvalInputOptions {
   /** Store the report (with its Markdown) in the packed .tpk's header as `validation`. */
   embed?: boolean;
   backend?: string;
-  /** native kernel threads (default: all cores) */
+  /** kernel threads of the native and wasm backends (default: all cores) */
   threads?: number;
   /** The packed model's LM head precision (default 'float'); the original always runs its float head. */
   packedLmHead?: LmHeadPrecision;

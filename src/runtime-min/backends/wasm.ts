@@ -1,15 +1,25 @@
 /**
  * The WebAssembly SIMD backend: the portable fallback where the native addon is missing (no
- * compiler at install, another OS), built from native/wasm/tp_wasm.c and committed as
+ * compiler at install, another OS), built from native/wasm/*.c and committed as
  * native/wasm/tritpack.wasm and tritpack-relaxed.wasm (relaxed SIMD, used where the runtime
- * supports it) so users need no compiler. Single-threaded for now.
+ * supports it) so users need no compiler.
  *
- * Weights live in the module's linear memory, bump-allocated here (the C side has no allocator);
- * each call copies its activations into scratch space above the weights and the result out again.
- * `matmulQ8` is bit-identical to the reference (exact integer sums, the same double steps); float
- * matmuls and attention agree to float32 rounding. The element-wise steps run in the reference backend.
+ * Threads: the module runs on a shared memory; `threads − 1` worker threads (default: one per
+ * CPU, like native) each run an instance of it and take chunks of rows, tokens or heads from jobs
+ * published in linear memory (native/wasm/pool.c, wasm-workers.ts). Every output row is computed
+ * wholly by one thread, so results do not depend on the thread count. A runtime without shared
+ * WebAssembly memory cannot run the module: the backend then reports itself unavailable and the
+ * automatic choice falls back to the reference backend.
+ *
+ * Weights live in the module's linear memory (wasm-heap.ts); each call copies its activations in
+ * and its result out (a few KiB, through scratch space kept between calls), and each layer's KV
+ * cache is mirrored in linear memory, where only the newly appended positions are copied per call.
+ * `matmulQ8` and the element-wise steps (activation quantization, RMSNorm, relu², residual adds,
+ * RoPE) are bit-identical to the reference; SiLU runs the reference's own code (V8's Math.exp);
+ * float matmuls and attention agree to float32 rounding.
  */
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import v8 from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import { TritpackError } from '../../errors.js';
@@ -17,30 +27,38 @@ import { dtypeByteSize, toFloat32, type FloatDType } from '../../formats/dtype.j
 import { packedByteLength } from '../../formats/ternary.js';
 import type { AttentionShape, Backend, KvCache, PreparedWeight, QuantizedActivations, WeightSource } from '../backend.js';
 import { ReferenceBackend } from '../reference-backend.js';
+import { LinearHeap, type WasmMemory } from './wasm-heap.js';
+import { WasmWorkers } from './wasm-workers.js';
 
-/** The few members of the WebAssembly JS API used here (the project's `lib` setting declares none). */
-interface WasmMemory { readonly buffer: ArrayBuffer; grow(pages: number): number }
 type WasmModule = object;
 const WA = (globalThis as unknown as {
   WebAssembly: {
     Module: new (bytes: Uint8Array) => WasmModule;
     Instance: new (module: WasmModule, imports: object) => { exports: unknown };
+    Memory: new (descriptor: { initial: number; maximum: number; shared: boolean }) => WasmMemory;
     validate(bytes: Uint8Array): boolean;
   };
 }).WebAssembly;
 
 interface WasmExports {
-  memory: WasmMemory;
   __heap_base: { value: unknown };
+  set_threads(threads: number): void;
+  pool_quit(): void;
+  activation_bytes(): number;
+  layout_q8(q: number, n: number, cols: number, groupSize: number, xcols: number, x: number, xsum: number): void;
   ternary_q8(codes: number, rows: number, cols: number, scales: number, scaleMode: number, groupSize: number,
     x: number, xcols: number, xsum: number, n: number, sx: number, bias: number, out: number): void;
   ternary_f32(codes: number, rows: number, cols: number, scales: number, scaleMode: number, groupSize: number,
     x: number, n: number, bias: number, out: number): void;
-  float_matmul(dtype: number, w: number, rows: number, cols: number, x: number, n: number, bias: number, out: number): void;
+  float_matmul(dtype: number, w: number, rows: number, cols: number, x: number, n: number, bias: number, out: number, scratch: number): void;
   repack(packing: number, packed: number, row0: number, nrows: number, cols: number, out: number): number;
-  activation_bytes(): number;
   attention(q: number, n: number, keys: number, values: number, length: number, heads: number, kvHeads: number, headDim: number,
     window: number, scores: number, out: number): void;
+  quantize(x: number, n: number, cols: number, q: number, scales: number): void;
+  rmsnorm(x: number, n: number, cols: number, w: number, eps: number, out: number): void;
+  relu2_gate(gate: number, up: number, count: number, out: number): void;
+  add(x: number, y: number, count: number): void;
+  rope(x: number, n: number, heads: number, headDim: number, cos: number, sin: number): void;
 }
 
 export type WasmVariant = 'relaxed' | 'simd';
@@ -56,9 +74,10 @@ export function loadWasmModule(variant?: WasmVariant): WasmModule | null {
   if (variant === undefined) return loadWasmModule('relaxed') ?? loadWasmModule('simd');
   if (!compiled.has(variant)) {
     try {
+      if (typeof SharedArrayBuffer !== 'function') throw new Error('this runtime has no shared memory (SharedArrayBuffer), which the threaded module needs');
       if (variant === 'relaxed') v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
       const bytes = readFileSync(fileURLToPath(new URL(`../../../native/wasm/${variant === 'relaxed' ? 'tritpack-relaxed' : 'tritpack'}.wasm`, import.meta.url)));
-      if (!WA.validate(bytes)) throw new Error(`this runtime does not support the ${variant === 'relaxed' ? 'relaxed SIMD' : 'SIMD128'} instructions`);
+      if (!WA.validate(bytes)) throw new Error(`this runtime does not support the ${variant === 'relaxed' ? 'relaxed SIMD' : 'SIMD128'} or threads instructions`);
       compiled.set(variant, { module: new WA.Module(bytes) });
     } catch (err) {
       compiled.set(variant, { error: (err as Error).message.split('\n')[0]! });
@@ -77,12 +96,19 @@ export function wasmUnavailableReason(variant: WasmVariant = 'simd'): string | n
 const BLOCK_COLS = 128;
 const BLOCK_BYTES = 32;
 const FLOAT_CODES = { F32: 0, F16: 1, BF16: 2 } as const;
+/** float_matmul's code for f16 weights without Inf/NaN (a shorter widening, native/wasm/float.c). */
+const F16_FINITE = 3;
 const SCALE_MODES = { tensor: 0, channel: 1, group: 2 } as const;
-const PAGE = 65536;
+/** Pages the module declares (build.sh: --initial-memory=262144, --max-memory=4 GiB). */
+const INITIAL_PAGES = 4;
+const MAX_PAGES = 65536;
 
 interface WasmFloatWeight extends PreparedWeight { kind: 'float'; dtype: FloatDType; ptr: number; kernelDtype: number }
 interface WasmTernaryWeight extends PreparedWeight { kind: 'ternary'; codes: number; scales: number; scaleMode: number; groupSize: number }
 type WasmWeight = WasmFloatWeight | WasmTernaryWeight;
+
+/** A KV cache's mirror in linear memory: positions [0, synced) of keys and values are there. */
+interface KvMirror { keys: number; values: number; capacity: number; synced: number }
 
 /** Whether little-endian f16 bytes hold an Inf or NaN (exponent bits all ones). */
 function hasF16Special(bytes: Uint8Array): boolean {
@@ -90,50 +116,101 @@ function hasF16Special(bytes: Uint8Array): boolean {
   return false;
 }
 
+/** The caller's destination when it has exactly the result's length (Backend's `out` contract), else a new array. */
+function reuse(into: Float32Array | undefined, length: number): Float32Array {
+  return into !== undefined && into.length === length ? into : new Float32Array(length);
+}
+
+export interface WasmBackendOptions {
+  variant?: WasmVariant;
+  /** Threads for the kernels, the calling thread included (default: one per CPU). */
+  threads?: number;
+}
+
 export class WasmBackend implements Backend {
   readonly name = 'wasm';
   /** Which module runs: 'relaxed' (relaxed SIMD) or 'simd' (SIMD128). */
   readonly variant: WasmVariant;
   private readonly ex: WasmExports;
+  private readonly memory: WasmMemory;
+  private readonly heap: LinearHeap;
+  private readonly workers: WasmWorkers;
   private readonly ref = new ReferenceBackend();
-  private top: number;
+  private readonly mirrors = new WeakMap<KvCache, KvMirror>();
+  /** Frees a cache's mirror once the cache object is garbage (states are dropped, never closed). */
+  private readonly mirrorCleanup = new FinalizationRegistry<KvMirror>((m) => this.releaseMirror(m));
+  /** The block per-call scratch is bump-allocated from (see scratch()). */
+  private arena = { at: 0, size: 0 };
+  private threadCount = 1;
+  private disposed = false;
 
-  constructor(options: { variant?: WasmVariant } = {}) {
+  constructor(options: WasmBackendOptions = {}) {
     const variant = options.variant ?? (loadWasmModule('relaxed') ? 'relaxed' : 'simd');
     const module = loadWasmModule(variant);
     if (!module) throw new TritpackError(`the wasm backend is not available: ${wasmUnavailableReason(variant)}`);
     this.variant = variant;
-    this.ex = new WA.Instance(module, {}).exports as WasmExports;
-    this.top = this.ex.__heap_base.value as number;
+    this.memory = new WA.Memory({ initial: INITIAL_PAGES, maximum: MAX_PAGES, shared: true });
+    this.ex = new WA.Instance(module, { env: { memory: this.memory } }).exports as WasmExports;
+    this.heap = new LinearHeap(this.memory, this.ex.__heap_base.value as number);
+    this.workers = new WasmWorkers(module, this.memory, this.heap);
+    this.threads = options.threads ?? os.availableParallelism();
   }
 
-  /** Bump-allocates `bytes` (16-byte aligned), growing linear memory as needed; returns the offset. */
-  private alloc(bytes: number): number {
-    const at = Math.ceil(this.top / 16) * 16;
-    const end = at + bytes;
-    const have = this.ex.memory.buffer.byteLength;
-    if (end > have) {
-      if (end > 2 ** 32) throw new TritpackError(`the wasm backend needs ${end} bytes of memory; wasm32 holds at most 4 GiB`);
-      this.ex.memory.grow(Math.ceil((end - have) / PAGE));
-    }
-    this.top = end;
-    return at;
+  /** Threads the kernels use, the calling thread included. */
+  get threads(): number { return this.threadCount; }
+  set threads(threads: number) {
+    if (!Number.isInteger(threads) || threads < 1) throw new TritpackError(`threads must be a positive integer, got ${threads}`);
+    this.workers.ensure(threads - 1);
+    this.ex.set_threads(threads);
+    this.threadCount = threads;
   }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.ex.pool_quit();
+    this.workers.dispose();
+  }
+
+  private bytes(at: number, length: number): Uint8Array { return new Uint8Array(this.memory.buffer, at, length); }
+  private floats(at: number, length: number): Float32Array { return new Float32Array(this.memory.buffer, at, length); }
 
   /** Copies `data` into fresh linear memory; returns its offset. */
   private put(data: ArrayBufferView): number {
-    const at = this.alloc(data.byteLength);
-    new Uint8Array(this.ex.memory.buffer, at, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    const at = this.heap.alloc(data.byteLength);
+    this.bytes(at, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     return at;
   }
 
-  /** Runs `fn` with scratch allocations released afterwards (weights allocated before stay). */
-  private scratch<T>(fn: () => T): T {
-    const mark = this.top;
+  /**
+   * Runs `fn` with an allocator for per-call scratch: bump allocation in one block kept between calls
+   * (a heap allocation per buffer costed about as much as a small kernel); what does not fit comes
+   * from the heap, and the block is enlarged afterwards to what the call needed.
+   */
+  private scratch<T>(fn: (alloc: (bytes: number) => number, put: (data: ArrayBufferView) => number) => T): T {
+    let used = 0;
+    const overflow: number[] = [];
+    const alloc = (bytes: number): number => {
+      const span = Math.max(64, Math.ceil(bytes / 64) * 64);
+      used += span;
+      if (used <= this.arena.size) return this.arena.at + used - span;
+      const at = this.heap.alloc(bytes);
+      overflow.push(at);
+      return at;
+    };
+    const put = (data: ArrayBufferView): number => {
+      const at = alloc(data.byteLength);
+      this.bytes(at, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      return at;
+    };
     try {
-      return fn();
+      return fn(alloc, put);
     } finally {
-      this.top = mark;
+      for (const at of overflow) this.heap.release(at);
+      if (overflow.length > 0) {
+        if (this.arena.size > 0) this.heap.release(this.arena.at);
+        this.arena = { at: this.heap.alloc(used), size: used };
+      }
     }
   }
 
@@ -141,59 +218,57 @@ export class WasmBackend implements Backend {
     const { name, rows, cols } = weight;
     if (weight.kind === 'int8') return this.ref.prepare(weight); // no wasm int8 kernel yet: the reference computes it
     if (weight.kind === 'float') {
-      // f16 without Inf/NaN (the usual case) takes a conversion without the special-value fix-up
-      const kernelDtype = weight.dtype === 'F16' && !hasF16Special(weight.bytes) ? 3 : FLOAT_CODES[weight.dtype];
+      const kernelDtype = weight.dtype === 'F16' && !hasF16Special(weight.bytes) ? F16_FINITE : FLOAT_CODES[weight.dtype];
       return { name, kind: 'float', rows, cols, dtype: weight.dtype, ptr: this.put(weight.bytes), kernelDtype, byteLength: weight.bytes.byteLength } as WasmFloatWeight;
     }
     const need = packedByteLength(weight.packing, rows * cols);
     if (weight.packed.length < need) throw new TritpackError(`${name}: ${weight.packing} data holds ${weight.packed.length} bytes, [${rows}, ${cols}] needs ${need}`);
     const codeBytes = rows * Math.ceil(cols / BLOCK_COLS) * BLOCK_BYTES;
-    const codes = this.alloc(codeBytes);
-    new Uint8Array(this.ex.memory.buffer, codes, codeBytes).fill(0); // the space may have been scratch before
+    const codes = this.heap.alloc(codeBytes);
+    this.bytes(codes, codeBytes).fill(0);
     const scales = this.put(weight.scales);
-    const bad = this.scratch(() => this.ex.repack(weight.packing === 't2' ? 0 : 1, this.put(weight.packed.subarray(0, need)), 0, rows, cols, codes));
-    if (bad >= 0) throw new TritpackError(`${name}: t2 data holds the invalid code 3 at element ${bad}`);
+    const bad = this.scratch((_, put) => this.ex.repack(weight.packing === 't2' ? 0 : 1, put(weight.packed.subarray(0, need)), 0, rows, cols, codes));
+    if (bad >= 0) {
+      this.heap.release(codes);
+      this.heap.release(scales);
+      throw new TritpackError(`${name}: t2 data holds the invalid code 3 at element ${bad}`);
+    }
     const groupSize = weight.granularity === 'group' ? weight.groupSize! : cols;
     return { name, kind: 'ternary', rows, cols, codes, scales, scaleMode: SCALE_MODES[weight.granularity], groupSize, byteLength: codeBytes + weight.scales.byteLength } as WasmTernaryWeight;
   }
 
-  matmul(w: PreparedWeight, x: Float32Array, n: number, bias?: Float32Array): Float32Array {
+  matmul(w: PreparedWeight, x: Float32Array, n: number, bias?: Float32Array, into?: Float32Array): Float32Array {
     const weight = w as WasmWeight;
-    return this.scratch(() => {
-      const xp = this.put(x.subarray(0, n * weight.cols));
-      const bp = bias ? this.put(bias) : 0;
-      const out = this.alloc(n * weight.rows * 4);
-      if (weight.kind === 'float') this.ex.float_matmul(weight.kernelDtype, weight.ptr, weight.rows, weight.cols, xp, n, bp, out);
-      else this.ex.ternary_f32(weight.codes, weight.rows, weight.cols, weight.scales, weight.scaleMode, weight.groupSize, xp, n, bp, out);
-      return new Float32Array(this.ex.memory.buffer.slice(out, out + n * weight.rows * 4));
+    const { rows, cols } = weight;
+    const out = reuse(into, n * rows);
+    return this.scratch((alloc, put) => {
+      const xp = put(x.subarray(0, n * cols));
+      const bp = bias ? put(bias) : 0;
+      const op = alloc(n * rows * 4);
+      if (weight.kind === 'float') this.ex.float_matmul(weight.kernelDtype, weight.ptr, rows, cols, xp, n, bp, op, weight.kernelDtype === F16_FINITE ? alloc(n * cols * 4) : 0);
+      else this.ex.ternary_f32(weight.codes, rows, cols, weight.scales, weight.scaleMode, weight.groupSize, xp, n, bp, op);
+      out.set(this.floats(op, n * rows));
+      return out;
     });
   }
 
-  matmulQ8(w: PreparedWeight, x: QuantizedActivations, bias?: Float32Array): Float32Array {
+  matmulQ8(w: PreparedWeight, x: QuantizedActivations, bias?: Float32Array, into?: Float32Array): Float32Array {
     if (w.kind === 'int8') return this.ref.matmulQ8(w, x, bias);
     const weight = w as WasmWeight;
     if (weight.kind !== 'ternary') throw new Error(`matmulQ8 needs a ternary or int8 weight; ${weight.name} is float`);
     const { rows, cols, groupSize } = weight;
-    const { n, q } = x;
+    const { n } = x;
     const xcols = Math.ceil(cols / BLOCK_COLS) * BLOCK_COLS;
-    const groups = Math.ceil(cols / groupSize);
-    // activations (int8, or int16 for the SIMD128 module) zero padded to whole blocks, and Σ q per
-    // token and group (the −Σx of Σt·x = Σc·x − Σx)
-    const xa = this.ex.activation_bytes() === 1 ? new Int8Array(n * xcols) : new Int16Array(n * xcols);
-    const xsum = new Int32Array(n * groups);
-    for (let i = 0; i < n; i++) {
-      for (let c = 0; c < cols; c++) {
-        const v = q[i * cols + c]!;
-        xa[i * xcols + c] = v;
-        xsum[i * groups + Math.floor(c / groupSize)] += v;
-      }
-    }
-    return this.scratch(() => {
-      const xp = this.put(xa), sp = this.put(xsum), sxp = this.put(x.scales);
-      const bp = bias ? this.put(bias) : 0;
-      const out = this.alloc(n * rows * 4);
-      this.ex.ternary_q8(weight.codes, rows, cols, weight.scales, weight.scaleMode, groupSize, xp, xcols, sp, n, sxp, bp, out);
-      return new Float32Array(this.ex.memory.buffer.slice(out, out + n * rows * 4));
+    const out = reuse(into, n * rows);
+    return this.scratch((alloc, put) => {
+      const qp = put(x.q.subarray(0, n * cols)), sxp = put(x.scales.subarray(0, n));
+      const xp = alloc(n * xcols * this.ex.activation_bytes()), sp = alloc(n * Math.ceil(cols / groupSize) * 4);
+      this.ex.layout_q8(qp, n, cols, groupSize, xcols, xp, sp);
+      const bp = bias ? put(bias) : 0;
+      const op = alloc(n * rows * 4);
+      this.ex.ternary_q8(weight.codes, rows, cols, weight.scales, weight.scaleMode, groupSize, xp, xcols, sp, n, sxp, bp, op);
+      out.set(this.floats(op, n * rows));
+      return out;
     });
   }
 
@@ -201,7 +276,7 @@ export class WasmBackend implements Backend {
     const weight = w as WasmWeight;
     const { cols } = weight;
     const out = new Float32Array(ids.length * cols);
-    const mem = new Uint8Array(this.ex.memory.buffer);
+    const mem = new Uint8Array(this.memory.buffer);
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
       if (weight.kind === 'float') {
@@ -212,7 +287,7 @@ export class WasmBackend implements Backend {
       const rowBytes = Math.ceil(cols / BLOCK_COLS) * BLOCK_BYTES;
       const row = mem.subarray(weight.codes + id * rowBytes, weight.codes + (id + 1) * rowBytes);
       const groups = Math.ceil(cols / weight.groupSize);
-      const scales = new Float32Array(this.ex.memory.buffer, weight.scales, weight.scaleMode === 0 ? 1 : weight.scaleMode === 1 ? weight.rows : weight.rows * groups);
+      const scales = this.floats(weight.scales, weight.scaleMode === 0 ? 1 : weight.scaleMode === 1 ? weight.rows : weight.rows * groups);
       for (let c = 0; c < cols; c++) {
         const t = ((row[(c >> 7) * BLOCK_BYTES + (c & 31)]! >> (2 * ((c >> 5) & 3))) & 3) - 1;
         const g = Math.floor(c / weight.groupSize);
@@ -222,20 +297,103 @@ export class WasmBackend implements Backend {
     return out;
   }
 
-  quantizeActivations(x: Float32Array, n: number, cols: number): QuantizedActivations { return this.ref.quantizeActivations(x, n, cols); }
-  rmsnorm(x: Float32Array, n: number, cols: number, weight: Float32Array, eps: number): Float32Array { return this.ref.rmsnorm(x, n, cols, weight, eps); }
-  rope(x: Float32Array, n: number, heads: number, headDim: number, cos: Float32Array, sin: Float32Array): void { this.ref.rope(x, n, heads, headDim, cos, sin); }
-  attention(q: Float32Array, n: number, cache: KvCache, shape: AttentionShape): Float32Array {
-    const { numHeads, numKvHeads, headDim, slidingWindow } = shape;
-    const kvFloats = cache.length * numKvHeads * headDim;
-    const outFloats = n * numHeads * headDim;
-    return this.scratch(() => {
-      const qp = this.put(q.subarray(0, outFloats)), kp = this.put(cache.keys.subarray(0, kvFloats)), vp = this.put(cache.values.subarray(0, kvFloats));
-      const scores = this.alloc(cache.length * 4), out = this.alloc(outFloats * 4);
-      this.ex.attention(qp, n, kp, vp, cache.length, numHeads, numKvHeads, headDim, slidingWindow ?? 0, scores, out);
-      return new Float32Array(this.ex.memory.buffer.slice(out, out + outFloats * 4));
+  quantizeActivations(x: Float32Array, n: number, cols: number, into?: QuantizedActivations): QuantizedActivations {
+    const fits = into !== undefined && into.q.length === n * cols && into.scales.length === n;
+    const q = fits ? into.q : new Int8Array(n * cols);
+    const scales = fits ? into.scales : new Float32Array(n);
+    this.scratch((alloc, put) => {
+      const qp = alloc(n * cols), sp = alloc(n * 4);
+      this.ex.quantize(put(x.subarray(0, n * cols)), n, cols, qp, sp);
+      q.set(this.bytes(qp, n * cols));
+      scales.set(this.floats(sp, n));
+    });
+    return { n, cols, q, scales };
+  }
+
+  rmsnorm(x: Float32Array, n: number, cols: number, weight: Float32Array, eps: number, into?: Float32Array): Float32Array {
+    const out = reuse(into, n * cols);
+    return this.scratch((alloc, put) => {
+      const op = alloc(n * cols * 4);
+      this.ex.rmsnorm(put(x.subarray(0, n * cols)), n, cols, put(weight), eps, op);
+      out.set(this.floats(op, n * cols));
+      return out;
     });
   }
-  gatedActivation(gate: Float32Array, up: Float32Array, act: 'silu' | 'relu2'): Float32Array { return this.ref.gatedActivation(gate, up, act); }
-  addInPlace(x: Float32Array, y: Float32Array): void { this.ref.addInPlace(x, y); }
+
+  rope(x: Float32Array, n: number, heads: number, headDim: number, cos: Float32Array, sin: Float32Array): void {
+    const count = n * heads * headDim, half = n * (headDim / 2);
+    this.scratch((_, put) => {
+      const xp = put(x.subarray(0, count));
+      this.ex.rope(xp, n, heads, headDim, put(cos.subarray(0, half)), put(sin.subarray(0, half)));
+      x.set(this.floats(xp, count));
+    });
+  }
+
+  attention(q: Float32Array, n: number, cache: KvCache, shape: AttentionShape, into?: Float32Array): Float32Array {
+    const { numHeads, numKvHeads, headDim, slidingWindow } = shape;
+    const outFloats = n * numHeads * headDim;
+    const out = reuse(into, outFloats);
+    const mirror = this.mirror(cache, n, numKvHeads * headDim);
+    return this.scratch((alloc, put) => {
+      const qp = put(q.subarray(0, outFloats));
+      const scores = alloc(this.threadCount * cache.length * 4), op = alloc(outFloats * 4);
+      this.ex.attention(qp, n, mirror.keys, mirror.values, cache.length, numHeads, numKvHeads, headDim, slidingWindow ?? 0, scores, op);
+      out.set(this.floats(op, outFloats));
+      return out;
+    });
+  }
+
+  /**
+   * The cache's copy in linear memory, brought up to date. Positions before length − n were there at
+   * earlier calls (the decoder appends, then attends, and never rewrites a position); the last n are
+   * new. A cache seen for the first time, or one that skipped calls, is copied whole.
+   */
+  private mirror(cache: KvCache, n: number, stride: number): KvMirror {
+    let m = this.mirrors.get(cache);
+    const from = m && m.synced >= cache.length - n ? cache.length - n : 0;
+    if (!m || m.capacity < cache.length) {
+      const capacity = Math.max(cache.length, 2 * (m?.capacity ?? 0), 64);
+      const grown = { keys: this.heap.alloc(capacity * stride * 4), values: this.heap.alloc(capacity * stride * 4), capacity, synced: 0 };
+      if (m) {
+        this.floats(grown.keys, from * stride).set(this.floats(m.keys, from * stride));
+        this.floats(grown.values, from * stride).set(this.floats(m.values, from * stride));
+        this.mirrorCleanup.unregister(m);
+        this.releaseMirror(m);
+      }
+      m = grown;
+      this.mirrors.set(cache, m);
+      this.mirrorCleanup.register(cache, m, m);
+    }
+    this.floats(m.keys + from * stride * 4, (cache.length - from) * stride).set(cache.keys.subarray(from * stride, cache.length * stride));
+    this.floats(m.values + from * stride * 4, (cache.length - from) * stride).set(cache.values.subarray(from * stride, cache.length * stride));
+    m.synced = cache.length;
+    return m;
+  }
+
+  private releaseMirror(m: KvMirror): void {
+    if (this.disposed) return;
+    this.heap.release(m.keys);
+    this.heap.release(m.values);
+  }
+
+  gatedActivation(gate: Float32Array, up: Float32Array, act: 'silu' | 'relu2', into?: Float32Array): Float32Array {
+    if (act === 'silu') return this.ref.gatedActivation(gate, up, act); // exp must be V8's Math.exp to match bit for bit
+    const count = gate.length;
+    const out = reuse(into, count);
+    return this.scratch((alloc, put) => {
+      const op = alloc(count * 4);
+      this.ex.relu2_gate(put(gate), put(up.subarray(0, count)), count, op);
+      out.set(this.floats(op, count));
+      return out;
+    });
+  }
+
+  addInPlace(x: Float32Array, y: Float32Array): void {
+    const count = x.length;
+    this.scratch((_, put) => {
+      const xp = put(x);
+      this.ex.add(xp, put(y.subarray(0, count)), count);
+      x.set(this.floats(xp, count));
+    });
+  }
 }
