@@ -20,22 +20,10 @@ import { loadWeights } from '../../src/runtime-min/weights.js';
 import { runCli } from '../support/cli.js';
 import { fixtureDir, makeTempDir, textFixture, type FixtureName } from '../support/fixtures.js';
 import { packFixture } from '../support/validate-cli.js';
+import { rng, sameBits } from '../support/fast-backend-checks.js';
 
 const f = Math.fround;
 const addon = loadNativeAddon();
-
-/** Deterministic xorshift32 so a failure reproduces. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
-
-function sameBits(a: Float32Array, b: Float32Array): boolean {
-  return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-}
 
 function floatSource(values: Float32Array, rows: number, cols: number, dtype: FloatDType = 'F32') {
   return { kind: 'float' as const, name: 'lm_head.weight', rows, cols, dtype, bytes: fromFloat32(values, dtype) };

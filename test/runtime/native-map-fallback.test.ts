@@ -11,32 +11,16 @@ import { convertCheckpoint } from '../../src/converters/convert.js';
 import { FormatError, TritpackError } from '../../src/errors.js';
 import { SafetensorsCheckpoint } from '../../src/formats/safetensors.js';
 import { NativeBackend, loadNativeAddon } from '../../src/runtime-min/backends/native.js';
-import { normalizeConfig } from '../../src/runtime-min/config.js';
-import { Decoder } from '../../src/runtime-min/model.js';
-import { openModelSource, type FileMapper, type ModelSource } from '../../src/runtime-min/sources.js';
-import { loadWeights } from '../../src/runtime-min/weights.js';
+import { openModelSource, type FileMapper } from '../../src/runtime-min/sources.js';
 import { fixtureDir, makeTempDir } from '../support/fixtures.js';
 import { makeShardedLlama256 } from '../support/sharded-llama.js';
+import { sameBits } from '../support/fast-backend-checks.js';
+import { logitsThrough } from '../support/logits-through.js';
 
 const addon = loadNativeAddon();
 
 /** A sysfs attribute: a regular file whose mmap the kernel refuses (ENODEV), as a file system without mmap does. */
 const UNMAPPABLE = '/sys/kernel/mm/transparent_hugepage/enabled';
-
-function sameBits(a: Float32Array, b: Float32Array): boolean {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-}
-
-/** Logits of `ids` from a model whose weights come through `src`. */
-function logitsThrough(be: NativeBackend, src: ModelSource, ids: number[]): Float32Array {
-  try {
-    const cfg = normalizeConfig(JSON.parse(src.configText), src.configOrigin);
-    const decoder = new Decoder(cfg, loadWeights(src, cfg, be), be);
-    return decoder.forward(decoder.newState(), ids);
-  } finally {
-    src.close();
-  }
-}
 
 /** The backend's mapper, except that the file system "does not map" `refused` (what NativeBackend.mapFile answers there). */
 function refusing(be: NativeBackend, refused: (file: string) => boolean): FileMapper & { asked: string[] } {

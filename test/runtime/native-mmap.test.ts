@@ -15,13 +15,12 @@ import { SafetensorsCheckpoint, SafetensorsFile } from '../../src/formats/safete
 import { TpkFile } from '../../src/formats/tpk.js';
 import { loadModel } from '../../src/runtime-min/index.js';
 import { NativeBackend, loadNativeAddon } from '../../src/runtime-min/backends/native.js';
-import { normalizeConfig } from '../../src/runtime-min/config.js';
-import { Decoder } from '../../src/runtime-min/model.js';
 import { openModelSource, type ModelSource } from '../../src/runtime-min/sources.js';
-import { loadWeights } from '../../src/runtime-min/weights.js';
 import { fixtureDir, loadReference, makeTempDir, type FixtureName } from '../support/fixtures.js';
 import { craftSafetensors } from '../support/safetensors-craft.js';
 import { makeShardedLlama256 } from '../support/sharded-llama.js';
+import { sameBits } from '../support/fast-backend-checks.js';
+import { logitsThrough } from '../support/logits-through.js';
 
 const addon = loadNativeAddon();
 
@@ -40,10 +39,6 @@ function tensorNames(src: ModelSource, file: string): string[] {
   return checkpoint.tensors.map((t) => t.name);
 }
 
-function sameBits(a: Float32Array, b: Float32Array): boolean {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-}
-
 /** One-line TritpackError naming `file`, with a message matching `pattern`. */
 function assertOneLine(err: unknown, file: string, pattern: RegExp): true {
   assert.ok(err instanceof TritpackError, String(err));
@@ -51,17 +46,6 @@ function assertOneLine(err: unknown, file: string, pattern: RegExp): true {
   assert.match(err.message, pattern);
   assert.ok(!err.message.includes('\n'), err.message);
   return true;
-}
-
-/** Logits of `ids` from a model whose weights come through `src` (the loadModel steps, without its choice of source). */
-function logitsThrough(be: NativeBackend, src: ModelSource, ids: number[]): Float32Array {
-  try {
-    const cfg = normalizeConfig(JSON.parse(src.configText), src.configOrigin);
-    const decoder = new Decoder(cfg, loadWeights(src, cfg, be), be);
-    return decoder.forward(decoder.newState(), ids);
-  } finally {
-    src.close();
-  }
 }
 
 /** The V8 collector, for the lifetime tests (the flag can be set at run time; `gc` appears in new contexts). */

@@ -6,17 +6,9 @@
 import assert from 'node:assert/strict';
 import { packTernary, type TernaryPacking } from '../../src/formats/ternary.js';
 import { loadNativeAddon } from '../../src/runtime-min/backends/native.js';
+import { rng } from '../support/fast-backend-checks.js';
 
 const addon = loadNativeAddon();
-
-/** Deterministic xorshift32 so a failure reproduces. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
 
 function randomTernary(rand: () => number, count: number): Int8Array {
   const t = new Int8Array(count);
