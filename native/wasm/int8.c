@@ -14,8 +14,9 @@
  *
  * The relaxed module runs this same code: relaxed SIMD's i8 × i7 dot needs one operand in 0..127,
  * which neither the weights (−127..127) nor the activations (−128..127) are. Splitting w into
- * max(w, 0) and max(−w, 0) would make it usable, but then each 16 columns of a token cost a load, two
- * dots, a subtraction, a widening and an add, no fewer steps than the two int16 dots here; decoding
+ * max(w, 0) and max(−w, 0) makes it usable, but then each 16 columns of a token cost a load, two
+ * dots, a subtraction, a widening and an add, no fewer steps than the two int16 dots here: tried for
+ * 4-token tiles, 64 tokens on a 32000 × 2048 head took 149 ms against 146 ms, one thread. Decoding
  * streams the weights from memory either way.
  */
 #include "tp_wasm.h"
