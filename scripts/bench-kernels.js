@@ -9,8 +9,8 @@
  * readings, and the best); the decode roofline (bytes read per token × tokens/s ÷ median bandwidth);
  * and each run's peak RSS (every configuration runs in its own child process, so maxRSS is its own).
  * Timings on a shared machine are noisy: compare the ratios, which are measured in the same run.
- * `--lm-head int8` adds the ternary model with the opt-in int8 LM head on the native backend (rows
- * "ternary+i8h"; its figures include that head's different numerics).
+ * `--lm-head int8` adds the ternary model with the opt-in int8 LM head on the native backend, and on
+ * the wasm backend unless --no-wasm (rows "ternary+i8h"; its figures include that head's different numerics).
  *
  *   node scripts/bench-kernels.js [--dir .cache/synthetic-tinyllama] [--threads 1,2] [--no-wasm] [--lm-head int8] [--quick] [--json]
  *
@@ -121,6 +121,7 @@ export async function runKernelBench(options = {}) {
     ...(options.wasm === false ? [] : threadCounts.map((t) => ({ model: 'ternary', backend: 'wasm', threads: t }))),
     ...threadCounts.map((t) => ({ model: 'f16', backend: 'native', threads: t })),
     ...(options.lmHead === 'int8' ? threadCounts.map((t) => ({ model: 'ternary', backend: 'native', threads: t, lmHead: 'int8' })) : []),
+    ...(options.lmHead === 'int8' && options.wasm !== false ? threadCounts.map((t) => ({ model: 'ternary', backend: 'wasm', threads: t, lmHead: 'int8' })) : []),
   ];
   const runs = [];
   for (const c of configs) {
@@ -144,6 +145,7 @@ export async function runKernelBench(options = {}) {
     wasmDecodeOverNative: find('ternary', t, 'wasm') ? find('ternary', t, 'wasm').decode / find('ternary', t).decode : null,
     wasmPrefill64OverNative: find('ternary', t, 'wasm') ? find('ternary', t, 'wasm').prefill64 / find('ternary', t).prefill64 : null,
     decodeInt8HeadOverFloatHead: find('ternary+i8h', t) ? find('ternary+i8h', t).decode / find('ternary', t).decode : null,
+    wasmDecodeInt8HeadOverFloatHead: find('ternary+i8h', t, 'wasm') ? find('ternary+i8h', t, 'wasm').decode / find('ternary', t, 'wasm').decode : null,
   }));
   const res = {
     machine: { cpus: (await import('node:os')).cpus().length, loadAverage: (await import('node:os')).loadavg() },
@@ -166,7 +168,8 @@ function printTable(res) {
     console.log(`${q.threads} thread(s): ternary/F16 decode ×${q.decodeTernaryOverF16.toFixed(2)}, prefill64 ×${q.prefill64TernaryOverF16.toFixed(2)}; peak RSS ternary/F16 ${q.peakRssTernaryOverF16.toFixed(2)}` +
       (q.decodeOverLlamaCppTQ2_0 ? `; vs llama.cpp TQ2_0 (notes): decode ×${q.decodeOverLlamaCppTQ2_0.toFixed(2)}, prefill64 ×${q.prefill64OverLlamaCppTQ2_0.toFixed(2)}` : '') +
       (q.wasmDecodeOverNative ? `; wasm/native decode ${q.wasmDecodeOverNative.toFixed(2)}, prefill64 ${q.wasmPrefill64OverNative.toFixed(2)}` : '') +
-      (q.decodeInt8HeadOverFloatHead ? `; int8/float LM head decode ×${q.decodeInt8HeadOverFloatHead.toFixed(2)}` : ''));
+      (q.decodeInt8HeadOverFloatHead ? `; int8/float LM head decode ×${q.decodeInt8HeadOverFloatHead.toFixed(2)}` : '') +
+      (q.wasmDecodeInt8HeadOverFloatHead ? ` (wasm ×${q.wasmDecodeInt8HeadOverFloatHead.toFixed(2)})` : ''));
   }
 }
 

@@ -13,7 +13,7 @@ build() { # output, extra flags
   "$CLANG" --target=wasm32 -O3 -msimd128 -mbulk-memory -matomics -nostdlib -ffp-contract=off -fuse-ld=lld "$2" \
     -Wl,--no-entry -Wl,--import-memory -Wl,--shared-memory -Wl,--max-memory=4294967296 -Wl,--initial-memory=262144 \
     -Wl,-z,stack-size=65536 -Wl,--export=__heap_base -Wl,--export=__stack_pointer -Wl,--strip-all \
-    -o "$1" pool.c ternary.c float.c attention.c elementwise.c
+    -o "$1" pool.c ternary.c int8.c float.c attention.c elementwise.c
   echo "wrote native/wasm/$1 ($(wc -c < "$1") bytes)"
 }
 build tritpack.wasm -msimd128

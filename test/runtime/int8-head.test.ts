@@ -1,7 +1,8 @@
 /**
  * The opt-in int8 LM head (`lmHead: 'int8'`, `--lm-head int8`): the shared weight quantizer's
- * rounding, the native int8 kernel against the reference backend bit for bit (portable C, AVX2, and
- * AVX-512 VNNI where the CPU has it) on random and edge inputs, the head inside the fixture models
+ * rounding, the native int8 kernel (portable C, AVX2, and AVX-512 VNNI where the CPU has it) and the
+ * wasm one (SIMD128 and relaxed SIMD modules) against the reference backend bit for bit on random and
+ * edge inputs and at 1–3 threads, the head inside the fixture models on every backend
  * against an int8 head computed here from the float model's own final hidden states, and the CLI
  * flag end to end (validate's JSON and report record it).
  */
@@ -13,7 +14,7 @@ import { fromFloat32, type FloatDType } from '../../src/formats/dtype.js';
 import { loadModel, ReferenceBackend, normalizeConfig, type Backend, type Int8WeightSource, type PreparedWeight, type QuantizedActivations } from '../../src/runtime-min/index.js';
 import { quantizeWeightRows } from '../../src/runtime-min/reference-backend.js';
 import { loadNativeAddon, NativeBackend, nativeUnavailableReason } from '../../src/runtime-min/backends/native.js';
-import { WasmBackend, loadWasmModule } from '../../src/runtime-min/backends/wasm.js';
+import { WasmBackend, loadWasmModule, wasmUnavailableReason } from '../../src/runtime-min/backends/wasm.js';
 import { Decoder } from '../../src/runtime-min/model.js';
 import { openModelSource } from '../../src/runtime-min/sources.js';
 import { loadWeights } from '../../src/runtime-min/weights.js';
@@ -140,6 +141,84 @@ const KERNELS = [
   { label: 'portable C', vnni: true, portable: true },
 ];
 
+/**
+ * One token against `rows` one-column rows whose logits catch a kernel that divides twice
+ * (S / s_r / s_x): each row's bias is −float32(S / (s_r·s_x)), which leaves the quotient's low bits,
+ * and rows are kept only where the two divisions then round to different float32 values.
+ */
+function roundingCase(rand: () => number, rows: number) {
+  const qx = -113, sx = f(0.01 + rand() * 100);
+  const q: number[] = [], scales: number[] = [], bias: number[] = [], want: number[] = [];
+  while (q.length < rows) {
+    const qw = Math.floor(rand() * 254) - 127, sr = f(0.5 + rand() * 500);
+    const once = (qw * qx) / (sr * sx), twice = (qw * qx) / sr / sx, b = -f(once);
+    if (f(once + b) === f(twice + b)) continue;
+    q.push(qw); scales.push(sr); bias.push(b); want.push(f(once + b));
+  }
+  const w: Int8WeightSource = { kind: 'int8', name: 'rounding', rows, cols: 1, q: Int8Array.from(q), scales: Float32Array.from(scales) };
+  const x: QuantizedActivations = { n: 1, cols: 1, q: Int8Array.of(qx), scales: Float32Array.of(sx) };
+  return { w, x, bias: Float32Array.from(bias), want: Float32Array.from(want) };
+}
+
+/**
+ * The int8 kernel checks shared by every fast backend: bit-identical to the reference on random and
+ * edge inputs, and a token's logits the same alone as in a batch and at 1, 2 and 3 threads.
+ */
+function int8MatchesReference(backend: () => Backend, setThreads: (threads: number) => void, seed: number): void {
+  const ref = new ReferenceBackend();
+  const check = (w: Int8WeightSource, x: QuantizedActivations, what: string, bias?: Float32Array) => {
+    const want = ref.matmulQ8(ref.prepare(w), x, bias);
+    const got = backend().matmulQ8(backend().prepare(w), x, bias);
+    assert.ok(sameBits(got, want), `${what}: [${w.rows}×${w.cols}] n=${x.n}`);
+  };
+
+  it('is bit-identical on random shapes, with and without bias', () => {
+    const rand = rng(seed);
+    for (const [rows, cols, n] of SHAPES) {
+      const { w, x } = randomCase(rand, rows, cols, n);
+      check(w, x, 'random');
+      check(w, x, 'bias', Float32Array.from({ length: rows }, () => rand() * 4 - 2));
+    }
+  });
+
+  it('is bit-identical at the extremes: codes ±127 against −128 and 127 everywhere, zero rows, all-zero activations', () => {
+    const rand = rng(3);
+    for (const [rows, cols, n] of [[9, 2048, 1], [9, 2048, 5], [5, 131, 4], [3, 7, 2]] as const) {
+      const { w, x } = randomCase(rand, rows, cols, n);
+      for (const [wfill, xfill] of [[127, -128], [-127, -128], [127, 127], [-127, 127]]) {
+        check({ ...w, q: new Int8Array(rows * cols).fill(wfill) }, { ...x, q: new Int8Array(n * cols).fill(xfill) }, `w ${wfill}, x ${xfill}`);
+      }
+      const alternating = Int8Array.from({ length: rows * cols }, (_, i) => (i % 2 ? 127 : -127));
+      check({ ...w, q: alternating }, { ...x, q: new Int8Array(n * cols).fill(-128) }, 'alternating signs');
+      const zeroRows = w.q.slice();
+      zeroRows.fill(0, 0, cols);
+      zeroRows.fill(0, (rows - 1) * cols);
+      check({ ...w, q: zeroRows }, x, 'zero first and last rows');
+      check(w, { ...x, q: new Int8Array(n * cols) }, 'all-zero activations');
+    }
+  });
+
+  it('divides S by s_r·s_x in one rounding, then adds the bias (rows where S / s_r / s_x would give other float32 bits)', () => {
+    const { w, x, bias, want } = roundingCase(rng(seed + 100), 24);
+    assert.ok(sameBits(ref.matmulQ8(ref.prepare(w), x, bias), want), 'the reference follows the contract');
+    assert.ok(sameBits(backend().matmulQ8(backend().prepare(w), x, bias), want));
+  });
+
+  it('gives a token the same bits alone (decode) as inside a batch, at 1, 2 and 3 threads', () => {
+    const { w, x } = randomCase(rng(8), 301, 1001, 9);
+    const prepared = backend().prepare(w);
+    const batch = backend().matmulQ8(prepared, x);
+    for (let i = 0; i < 9; i++) {
+      const one = { n: 1, cols: 1001, q: x.q.subarray(i * 1001, (i + 1) * 1001), scales: x.scales.subarray(i, i + 1) };
+      assert.ok(sameBits(backend().matmulQ8(prepared, one), batch.subarray(i * 301, (i + 1) * 301)), `token ${i}`);
+    }
+    for (const t of [1, 2, 3]) {
+      setThreads(t);
+      assert.ok(sameBits(backend().matmulQ8(prepared, x), batch), `${t} threads`);
+    }
+  });
+}
+
 describe('runtime: int8 matmulQ8, native kernels vs the reference backend', function () {
   before(function () {
     if (!addon) {
@@ -147,64 +226,16 @@ describe('runtime: int8 matmulQ8, native kernels vs the reference backend', func
       this.skip();
     }
   });
-  const ref = new ReferenceBackend();
   let native: NativeBackend;
-  before(() => { native = new NativeBackend(); });
-  const check = (w: Int8WeightSource, x: QuantizedActivations, what: string, bias?: Float32Array) => {
-    const want = ref.matmulQ8(ref.prepare(w), x, bias);
-    const got = native.matmulQ8(native.prepare(w), x, bias);
-    assert.ok(sameBits(got, want), `${what}: [${w.rows}×${w.cols}] n=${x.n}`);
-  };
+  let threads: number;
+  before(() => { native = new NativeBackend(); threads = native.threads; });
+  afterEach(() => addon?.setThreads(threads));
 
   for (const k of KERNELS) {
     describe(k.label, () => {
       before(() => { addon!.setVnni(k.vnni); addon!.setPortable(k.portable); });
       after(() => { addon!.setVnni(true); addon!.setPortable(false); });
-
-      it('is bit-identical on random shapes, with and without bias', () => {
-        const rand = rng(k.label.length);
-        for (const [rows, cols, n] of SHAPES) {
-          const { w, x } = randomCase(rand, rows, cols, n);
-          check(w, x, 'random');
-          check(w, x, 'bias', Float32Array.from({ length: rows }, () => rand() * 4 - 2));
-        }
-      });
-
-      it('is bit-identical at the extremes: codes ±127 against −128 and 127 everywhere, zero rows, all-zero activations', () => {
-        const rand = rng(3);
-        for (const [rows, cols, n] of [[9, 2048, 1], [9, 2048, 5], [5, 131, 4], [3, 7, 2]] as const) {
-          const { w, x } = randomCase(rand, rows, cols, n);
-          for (const [wfill, xfill] of [[127, -128], [-127, -128], [127, 127], [-127, 127]]) {
-            check({ ...w, q: new Int8Array(rows * cols).fill(wfill) }, { ...x, q: new Int8Array(n * cols).fill(xfill) }, `w ${wfill}, x ${xfill}`);
-          }
-          const alternating = Int8Array.from({ length: rows * cols }, (_, i) => (i % 2 ? 127 : -127));
-          check({ ...w, q: alternating }, { ...x, q: new Int8Array(n * cols).fill(-128) }, 'alternating signs');
-          const zeroRows = w.q.slice();
-          zeroRows.fill(0, 0, cols);
-          zeroRows.fill(0, (rows - 1) * cols);
-          check({ ...w, q: zeroRows }, x, 'zero first and last rows');
-          check(w, { ...x, q: new Int8Array(n * cols) }, 'all-zero activations');
-        }
-      });
-
-      it('gives a token the same bits alone (decode) as inside a batch, at 1, 2 and 3 threads', () => {
-        const { w, x } = randomCase(rng(8), 301, 1001, 9);
-        const prepared = native.prepare(w);
-        const batch = native.matmulQ8(prepared, x);
-        for (let i = 0; i < 9; i++) {
-          const one = { n: 1, cols: 1001, q: x.q.subarray(i * 1001, (i + 1) * 1001), scales: x.scales.subarray(i, i + 1) };
-          assert.ok(sameBits(native.matmulQ8(prepared, one), batch.subarray(i * 301, (i + 1) * 301)), `token ${i}`);
-        }
-        const before = native.threads;
-        try {
-          for (const t of [1, 2, 3]) {
-            addon!.setThreads(t);
-            assert.ok(sameBits(native.matmulQ8(prepared, x), batch), `${t} threads`);
-          }
-        } finally {
-          addon!.setThreads(before);
-        }
-      });
+      int8MatchesReference(() => native, (t) => addon!.setThreads(t), k.label.length);
     });
   }
 
@@ -219,15 +250,33 @@ describe('runtime: int8 matmulQ8, native kernels vs the reference backend', func
   });
 });
 
-describe('runtime: the wasm backend delegates int8 to the reference', function () {
-  before(function () { if (!loadWasmModule()) this.skip(); });
-  it('is bit-identical to the reference', () => {
-    const ref = new ReferenceBackend();
-    const wasm = new WasmBackend();
-    const { w, x } = randomCase(rng(6), 17, 300, 5);
-    assert.ok(sameBits(wasm.matmulQ8(wasm.prepare(w), x), ref.matmulQ8(ref.prepare(w), x)));
+for (const variant of ['simd', 'relaxed'] as const) {
+  describe(`runtime: int8 matmulQ8, the ${variant} wasm kernel vs the reference backend`, function () {
+    let wasm: WasmBackend;
+    before(function () {
+      if (!loadWasmModule(variant)) {
+        console.log(`      (skipped: the ${variant} wasm module did not load: ${wasmUnavailableReason(variant)})`);
+        this.skip();
+      }
+      wasm = new WasmBackend({ variant, threads: 2 });
+    });
+    afterEach(() => { if (wasm) wasm.threads = 2; });
+    after(() => wasm?.dispose());
+
+    int8MatchesReference(() => wasm, (t) => { wasm.threads = t; }, variant.length + 11);
+
+    it('holds the weights padded to 32 columns and refuses float activations, lookups, short buffers and over-wide rows', () => {
+      const { w, x } = randomCase(rng(4), 3, 65, 2);
+      const prepared = wasm.prepare(w);
+      assert.equal(prepared.kind, 'int8');
+      assert.equal(prepared.byteLength, 3 * 96 + 3 * 4);
+      assert.throws(() => wasm.matmul(prepared, new Float32Array(130), 2), /needs matmulQ8/);
+      assert.throws(() => wasm.gatherRows(prepared, [0]), /is int8/);
+      assert.throws(() => wasm.matmulQ8(prepared, { ...x, q: x.q.subarray(0, 100) }), RangeError);
+      assert.throws(() => wasm.prepare({ ...w, rows: 1, cols: 131073, q: new Int8Array(131073) }), /w3x65: an int8 weight of 131073 columns; 1 to 131072 supported/);
+    });
   });
-});
+}
 
 /** A backend that records the input of every matmul with `rows` outputs (the LM head's final hidden states). */
 function recording<T extends Backend>(be: T, rows: number): { backend: T; finals: Float32Array[] } {
@@ -241,17 +290,18 @@ function recording<T extends Backend>(be: T, rows: number): { backend: T; finals
 }
 
 for (const fixture of ['tinystories-656K', 'bitnet-tiny'] as FixtureName[]) {
-  for (const backend of ['reference', 'native'] as const) {
+  for (const backend of ['reference', 'native', 'wasm'] as const) {
     describe(`runtime: ${fixture} with lmHead int8 on the ${backend} backend`, function () {
-      before(function () { if (backend === 'native' && !addon) this.skip(); });
+      before(function () { if ((backend === 'native' && !addon) || (backend === 'wasm' && !loadWasmModule())) this.skip(); });
       const ids = [1, 400, 17, 1999, 5, 64, 300, 2, 800, 9, 1234, 77];
 
       it('gives exactly the int8 head, computed here, of the float model\'s own final hidden states (the tied embedding lookup stays float)', async () => {
         const src = openModelSource(fixtureDir(fixture));
         const cfg = normalizeConfig(JSON.parse(src.configText), src.configOrigin);
-        const spy = recording(backend === 'native' ? new NativeBackend() : new ReferenceBackend(), cfg.vocabSize);
+        const spy = recording(backend === 'native' ? new NativeBackend() : backend === 'wasm' ? new WasmBackend() : new ReferenceBackend(), cfg.vocabSize);
         const decoder = new Decoder(cfg, loadWeights(src, cfg, spy.backend), spy.backend);
         const floatLogits = decoder.forward(decoder.newState(), ids);
+        (spy.backend as Backend).dispose?.();
         const head = src.tensor('lm_head.weight') ? 'lm_head.weight' : 'model.embed_tokens.weight';
         const want = int8HeadLogits(src.readVector(head), cfg.vocabSize, cfg.hiddenSize, spy.finals[0]!, ids.length);
         src.close();
@@ -264,8 +314,9 @@ for (const fixture of ['tinystories-656K', 'bitnet-tiny'] as FixtureName[]) {
           const got = model.logits(ids);
           assert.ok(sameBits(got, want), 'int8 head logits');
           assert.ok(!sameBits(got, floatLogits), 'the int8 head changes the logits');
-          // the head is V×H int8 codes + V scales besides the float embedding (both fixtures are tied)
-          assert.equal(model.weightBytes - float.weightBytes, cfg.vocabSize * (backend === 'native' ? Math.ceil(cfg.hiddenSize / 64) * 64 : cfg.hiddenSize) + cfg.vocabSize * 4);
+          // the head is V×H int8 codes (rows padded to 64 columns on native, 32 on wasm) + V scales besides the float embedding (both fixtures are tied)
+          const align = { reference: 1, native: 64, wasm: 32 }[backend];
+          assert.equal(model.weightBytes - float.weightBytes, cfg.vocabSize * Math.ceil(cfg.hiddenSize / align) * align + cfg.vocabSize * 4);
           const session = model.createSession();
           session.feed(ids.slice(0, 5));
           for (let i = 5; i < ids.length; i++) assert.ok(sameBits(session.feed([ids[i]!], { lastOnly: true }), got.subarray(i * cfg.vocabSize, (i + 1) * cfg.vocabSize)), `decode position ${i}`);

@@ -14,9 +14,9 @@
  * Weights live in the module's linear memory (wasm-heap.ts); each call copies its activations in
  * and its result out (a few KiB, through scratch space kept between calls), and each layer's KV
  * cache is mirrored in linear memory, where only the newly appended positions are copied per call.
- * `matmulQ8` and the element-wise steps (activation quantization, RMSNorm, relu², residual adds,
- * RoPE) are bit-identical to the reference; SiLU runs the reference's own code (V8's Math.exp);
- * float matmuls and attention agree to float32 rounding.
+ * `matmulQ8` (ternary and int8 weights) and the element-wise steps (activation quantization,
+ * RMSNorm, relu², residual adds, RoPE) are bit-identical to the reference; SiLU runs the reference's
+ * own code (V8's Math.exp); float matmuls and attention agree to float32 rounding.
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { TritpackError } from '../../errors.js';
 import { dtypeByteSize, toFloat32, type FloatDType } from '../../formats/dtype.js';
 import { packedByteLength } from '../../formats/ternary.js';
-import type { AttentionShape, Backend, KvCache, PreparedWeight, QuantizedActivations, WeightSource } from '../backend.js';
+import type { AttentionShape, Backend, Int8WeightSource, KvCache, PreparedWeight, QuantizedActivations, WeightSource } from '../backend.js';
 import { ReferenceBackend } from '../reference-backend.js';
 import { LinearHeap, type WasmMemory } from './wasm-heap.js';
 import { WasmWorkers } from './wasm-workers.js';
@@ -48,6 +48,9 @@ interface WasmExports {
   layout_q8(q: number, n: number, cols: number, groupSize: number, xcols: number, x: number, xsum: number): void;
   ternary_q8(codes: number, rows: number, cols: number, scales: number, scaleMode: number, groupSize: number,
     x: number, xcols: number, xsum: number, n: number, sx: number, bias: number, out: number): void;
+  int8_stride(cols: number): number;
+  int8_layout(q: number, n: number, cols: number, x: number): void;
+  int8_q8(w: number, rows: number, cols: number, scales: number, x: number, n: number, sx: number, bias: number, out: number): void;
   ternary_f32(codes: number, rows: number, cols: number, scales: number, scaleMode: number, groupSize: number,
     x: number, n: number, bias: number, out: number): void;
   float_matmul(dtype: number, w: number, rows: number, cols: number, x: number, n: number, bias: number, out: number, scratch: number): void;
@@ -102,10 +105,14 @@ const SCALE_MODES = { tensor: 0, channel: 1, group: 2 } as const;
 /** Pages the module declares (build.sh: --initial-memory=262144, --max-memory=4 GiB). */
 const INITIAL_PAGES = 4;
 const MAX_PAGES = 65536;
+/** Widest int8 row: |Σ w·x| ≤ 127·128·cols must stay below 2^31 (native/wasm/int8.c sums in int32). */
+const INT8_MAX_COLS = 131072;
 
 interface WasmFloatWeight extends PreparedWeight { kind: 'float'; dtype: FloatDType; ptr: number; kernelDtype: number }
 interface WasmTernaryWeight extends PreparedWeight { kind: 'ternary'; codes: number; scales: number; scaleMode: number; groupSize: number }
-type WasmWeight = WasmFloatWeight | WasmTernaryWeight;
+/** Int8 rows zero padded to `stride` columns (int8_stride) at `q`, and one float32 scale per row. */
+interface WasmInt8Weight extends PreparedWeight { kind: 'int8'; q: number; stride: number; scales: number }
+type WasmWeight = WasmFloatWeight | WasmTernaryWeight | WasmInt8Weight;
 
 /** A KV cache's mirror in linear memory: positions [0, synced) of keys and values are there. */
 interface KvMirror { keys: number; values: number; capacity: number; synced: number }
@@ -216,7 +223,7 @@ export class WasmBackend implements Backend {
 
   prepare(weight: WeightSource): PreparedWeight {
     const { name, rows, cols } = weight;
-    if (weight.kind === 'int8') return this.ref.prepare(weight); // no wasm int8 kernel yet: the reference computes it
+    if (weight.kind === 'int8') return this.prepareInt8(weight);
     if (weight.kind === 'float') {
       const kernelDtype = weight.dtype === 'F16' && !hasF16Special(weight.bytes) ? F16_FINITE : FLOAT_CODES[weight.dtype];
       return { name, kind: 'float', rows, cols, dtype: weight.dtype, ptr: this.put(weight.bytes), kernelDtype, byteLength: weight.bytes.byteLength } as WasmFloatWeight;
@@ -237,8 +244,28 @@ export class WasmBackend implements Backend {
     return { name, kind: 'ternary', rows, cols, codes, scales, scaleMode: SCALE_MODES[weight.granularity], groupSize, byteLength: codeBytes + weight.scales.byteLength } as WasmTernaryWeight;
   }
 
+  private prepareInt8(weight: Int8WeightSource): WasmInt8Weight {
+    const { name, rows, cols } = weight;
+    if (cols < 1 || cols > INT8_MAX_COLS) throw new TritpackError(`${name}: an int8 weight of ${cols} columns; 1 to ${INT8_MAX_COLS} supported`);
+    if (weight.q.length < rows * cols || weight.scales.length < rows) throw new TritpackError(`${name}: int8 [${rows}, ${cols}] needs ${rows * cols} codes and ${rows} scales, got ${weight.q.length} and ${weight.scales.length}`);
+    const stride = this.ex.int8_stride(cols);
+    const q = this.heap.alloc(rows * stride);
+    const dst = this.bytes(q, rows * stride);
+    const src = new Uint8Array(weight.q.buffer, weight.q.byteOffset, rows * cols);
+    if (stride === cols) dst.set(src);
+    else {
+      for (let r = 0; r < rows; r++) {
+        dst.set(src.subarray(r * cols, (r + 1) * cols), r * stride);
+        dst.fill(0, r * stride + cols, (r + 1) * stride); // the heap hands out reused memory
+      }
+    }
+    const scales = this.put(weight.scales.subarray(0, rows));
+    return { name, kind: 'int8', rows, cols, q, stride, scales, byteLength: rows * stride + rows * 4 };
+  }
+
   matmul(w: PreparedWeight, x: Float32Array, n: number, bias?: Float32Array, into?: Float32Array): Float32Array {
     const weight = w as WasmWeight;
+    if (weight.kind === 'int8') throw new Error(`matmul takes float activations; the int8 weight ${weight.name} needs matmulQ8`);
     const { rows, cols } = weight;
     const out = reuse(into, n * rows);
     return this.scratch((alloc, put) => {
@@ -253,8 +280,8 @@ export class WasmBackend implements Backend {
   }
 
   matmulQ8(w: PreparedWeight, x: QuantizedActivations, bias?: Float32Array, into?: Float32Array): Float32Array {
-    if (w.kind === 'int8') return this.ref.matmulQ8(w, x, bias);
     const weight = w as WasmWeight;
+    if (weight.kind === 'int8') return this.int8Q8(weight, x, bias, into);
     if (weight.kind !== 'ternary') throw new Error(`matmulQ8 needs a ternary or int8 weight; ${weight.name} is float`);
     const { rows, cols, groupSize } = weight;
     const { n } = x;
@@ -272,8 +299,25 @@ export class WasmBackend implements Backend {
     });
   }
 
+  private int8Q8(weight: WasmInt8Weight, x: QuantizedActivations, bias: Float32Array | undefined, into: Float32Array | undefined): Float32Array {
+    const { rows, cols, stride } = weight;
+    const { n } = x;
+    if (x.cols !== cols) throw new Error(`matmulQ8: ${weight.name} has ${cols} columns, the activations ${x.cols}`);
+    if (x.q.length < n * cols || x.scales.length < n) throw new RangeError(`matmulQ8: ${n} tokens of ${cols} columns need ${n * cols} codes and ${n} scales, got ${x.q.length} and ${x.scales.length}`);
+    const out = reuse(into, n * rows);
+    return this.scratch((alloc, put) => {
+      const xp = alloc(n * stride * 2);
+      this.ex.int8_layout(put(x.q.subarray(0, n * cols)), n, cols, xp);
+      const sxp = put(x.scales.subarray(0, n)), bp = bias ? put(bias) : 0, op = alloc(n * rows * 4);
+      this.ex.int8_q8(weight.q, rows, cols, weight.scales, xp, n, sxp, bp, op);
+      out.set(this.floats(op, n * rows));
+      return out;
+    });
+  }
+
   gatherRows(w: PreparedWeight, ids: ArrayLike<number>): Float32Array {
     const weight = w as WasmWeight;
+    if (weight.kind === 'int8') throw new Error(`gatherRows reads float or ternary weights; ${weight.name} is int8`);
     const { cols } = weight;
     const out = new Float32Array(ids.length * cols);
     const mem = new Uint8Array(this.memory.buffer);
