@@ -31,10 +31,12 @@ export function selectFiles(entries: ListFileEntry[], where: string, include?: s
   const selected = files.filter((f) => patterns.some((p) => minimatch(f.path, p, { dot: true })));
   const pickles = selected.filter((f) => PICKLE.test(f.path));
   if (pickles.length > 0) throw pickleRefusal(where, pickles.map((f) => f.path), false);
-  if (!selected.some((f) => WEIGHTS.test(f.path))) {
+  // The default selection is a model to load, so it needs weights tritpack reads; an explicit --include
+  // (say, only config.json of a pickle-only repo) gets exactly the files it names.
+  if (!include && !selected.some((f) => WEIGHTS.test(f.path))) {
     const repoPickles = files.filter((f) => PICKLE.test(f.path));
-    if (repoPickles.length > 0 && !files.some((f) => WEIGHTS.test(f.path))) throw pickleRefusal(where, repoPickles.map((f) => f.path), true);
-    if (!include) throw new TritpackError(`${where} has no safetensors weights (files: ${preview(files.map((f) => f.path))})`);
+    if (repoPickles.length > 0) throw pickleRefusal(where, repoPickles.map((f) => f.path), true);
+    throw new TritpackError(`${where} has no safetensors weights (files: ${preview(files.map((f) => f.path))})`);
   }
   if (selected.length === 0) throw new TritpackError(`no file of ${where} matches --include ${patterns.join(' ')}`);
   return selected.map(remoteFile);

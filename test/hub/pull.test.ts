@@ -174,6 +174,10 @@ describe('hub pull (against the local hub server)', function () {
     assert.equal(fx.hub.bytesServed(), 0, 'nothing was downloaded');
     const explicit = await rejection(pull('alice/pickled', { include: ['*.bin'] }));
     assert.match(explicit.message, /selects pickle weights/);
+    // Asking only for what is safe works, pickles or not.
+    const configOnly = await pull('alice/pickled', { include: ['config.json'] });
+    assert.deepEqual(configOnly.files.map((f) => f.path), ['config.json']);
+    assert.deepEqual(readFileSync(path.join(configOnly.snapshotPath, 'config.json')), readFileSync(path.join(TINY, 'config.json')));
   });
 
   it('refuses listings with names that would escape the cache', async () => {
