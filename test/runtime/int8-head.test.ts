@@ -14,14 +14,14 @@ import { fromFloat32, type FloatDType } from '../../src/formats/dtype.js';
 import { loadModel, ReferenceBackend, normalizeConfig, type Backend, type Int8WeightSource, type PreparedWeight, type QuantizedActivations } from '../../src/runtime-min/index.js';
 import { quantizeWeightRows } from '../../src/runtime-min/reference-backend.js';
 import { loadNativeAddon, NativeBackend, nativeUnavailableReason } from '../../src/runtime-min/backends/native.js';
-import { WasmBackend, loadWasmModule, wasmUnavailableReason } from '../../src/runtime-min/backends/wasm.js';
+import { WasmBackend, loadWasmModule } from '../../src/runtime-min/backends/wasm.js';
 import { Decoder } from '../../src/runtime-min/model.js';
 import { openModelSource } from '../../src/runtime-min/sources.js';
 import { loadWeights } from '../../src/runtime-min/weights.js';
 import { runCli } from '../support/cli.js';
 import { fixtureDir, makeTempDir, textFixture, type FixtureName } from '../support/fixtures.js';
 import { packFixture } from '../support/validate-cli.js';
-import { rng, sameBits } from '../support/fast-backend-checks.js';
+import { rng, sameBits, wasmBackendOrSkip } from '../support/fast-backend-checks.js';
 
 const f = Math.fround;
 const addon = loadNativeAddon();
@@ -253,13 +253,7 @@ describe('runtime: int8 matmulQ8, native kernels vs the reference backend', func
 for (const variant of ['simd', 'relaxed'] as const) {
   describe(`runtime: int8 matmulQ8, the ${variant} wasm kernel vs the reference backend`, function () {
     let wasm: WasmBackend;
-    before(function () {
-      if (!loadWasmModule(variant)) {
-        console.log(`      (skipped: the ${variant} wasm module did not load: ${wasmUnavailableReason(variant)})`);
-        this.skip();
-      }
-      wasm = new WasmBackend({ variant, threads: 2 });
-    });
+    before(function () { wasm = wasmBackendOrSkip(this, variant); });
     afterEach(() => { if (wasm) wasm.threads = 2; });
     after(() => wasm?.dispose());
 

@@ -11,18 +11,12 @@ import { fromFloat32 } from '../../src/formats/dtype.js';
 import { ReferenceBackend } from '../../src/runtime-min/index.js';
 import { LinearHeap } from '../../src/runtime-min/backends/wasm-heap.js';
 import { loadWasmModule, WasmBackend, wasmUnavailableReason } from '../../src/runtime-min/backends/wasm.js';
-import { assertClose, checkElementwise, fixtureModelsOn, kernelsMatchReference, magnitudes, randomFloats, rng, sameBits, ternarySource } from '../support/fast-backend-checks.js';
+import { assertClose, checkElementwise, fixtureModelsOn, kernelsMatchReference, magnitudes, randomFloats, rng, sameBits, ternarySource, wasmBackendOrSkip } from '../support/fast-backend-checks.js';
 
 for (const variant of ['simd', 'relaxed'] as const) {
   describe(`runtime: wasm backend (${variant}, 2 threads) kernels vs the reference backend`, function () {
     let wasm: WasmBackend;
-    before(function () {
-      if (!loadWasmModule(variant)) {
-        console.log(`      (skipped: the ${variant} wasm module did not load: ${wasmUnavailableReason(variant)})`);
-        this.skip();
-      }
-      wasm = new WasmBackend({ variant, threads: 2 });
-    });
+    before(function () { wasm = wasmBackendOrSkip(this, variant); });
     after(() => wasm?.dispose());
 
     kernelsMatchReference(() => wasm);

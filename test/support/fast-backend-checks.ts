@@ -11,6 +11,7 @@ import { convertCheckpoint } from '../../src/converters/convert.js';
 import { fromFloat32, type FloatDType } from '../../src/formats/dtype.js';
 import { packTernary, type TernaryPacking } from '../../src/formats/ternary.js';
 import { loadModel, ReferenceBackend, type Backend, type LoadedModel, type TernaryWeightSource } from '../../src/runtime-min/index.js';
+import { loadWasmModule, wasmUnavailableReason, WasmBackend, type WasmVariant } from '../../src/runtime-min/backends/wasm.js';
 import { fixtureDir, loadReference, makeTempDir } from './fixtures.js';
 import { commonPrefix, maxAbsDiff, meanNll, top1 } from './runtime-helpers.js';
 
@@ -320,4 +321,13 @@ describe(`runtime: fixture models on the ${backend} backend${threads ? ` (${thre
     });
   });
 });
+}
+
+/** A 2-thread wasm backend of `variant` for a suite's before() hook; skips the suite, saying why, where that module does not load. */
+export function wasmBackendOrSkip(ctx: Mocha.Context, variant: WasmVariant): WasmBackend {
+  if (!loadWasmModule(variant)) {
+    console.log(`      (skipped: the ${variant} wasm module did not load: ${wasmUnavailableReason(variant)})`);
+    ctx.skip();
+  }
+  return new WasmBackend({ variant, threads: 2 });
 }
