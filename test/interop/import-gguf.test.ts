@@ -10,7 +10,7 @@ import { FormatError } from '../../src/errors.js';
 import { GgmlType, GgufFile, GgufWriter, gguf } from '../../src/formats/gguf.js';
 import { isTernaryEncoding, TpkFile } from '../../src/formats/tpk.js';
 import { fixtureDir, textFixture } from '../support/fixtures.js';
-import { convertedFixture, f16round, scratchDir, tpkFromSource } from '../support/interop-models.js';
+import { convertedFixture, f16round, scratchDir, tpkFromSource, writeHandTpk, type HandTensor } from '../support/interop-models.js';
 
 /** Exports a converted fixture to GGUF, imports the GGUF back into a .tpk (both through the code under test). */
 async function roundTrip(fixture: 'llama-256' | 'bitnet-tiny' | 'tinystories-656K', type: 'tq1_0' | 'tq2_0') {
@@ -217,6 +217,40 @@ describe('interop/import-gguf', function () {
       for (const name of tq) assert.equal(reads.get(name), 1, name);
     } finally {
       g.close();
+    }
+  });
+
+  it('a GGUF with one float (non-ternary) projection: absmean makes that one, the record keeps the absmean settings and lists the others as imported', async () => {
+    const converted = TpkModel.open(await convertedFixture('llama-256'));
+    const floats = openTensorSource(fixtureDir('llama-256'));
+    const mixed = path.join(scratchDir(), 'llama-256-mixed.tpk');
+    const floatName = 'model.layers.1.mlp.down_proj.weight';
+    try {
+      const tensors = converted.tensors.map((t): HandTensor => (converted.isTernary(t.name) && t.name !== floatName
+        ? { name: t.name, shape: t.shape, ...converted.ternary(t.name) }
+        : { name: t.name, shape: t.shape, values: floats.readFloat32(t.name) }));
+      writeHandTpk(mixed, 'llama-256', tensors);
+    } finally {
+      converted.close();
+      floats.close();
+    }
+    const ggufPath = path.join(scratchDir(), 'llama-256-mixed.gguf');
+    exportGguf({ input: mixed, output: ggufPath, type: 'tq1_0', force: true });
+    const output = path.join(scratchDir(), 'llama-256-mixed-back.tpk');
+    const summary = await convertCheckpoint({ input: ggufPath, output, scale: { kind: 'channel' }, force: true });
+    const tpk = TpkFile.open(output);
+    try {
+      const { conversion, tensors } = tpk.header;
+      const ternary = tensors.filter((t) => isTernaryEncoding(t.encoding));
+      assert.equal(ternary.length, 14);
+      assert.equal(conversion['scale'], 'channel');
+      assert.equal(conversion['formula'], 'reference');
+      assert.deepEqual([...(conversion['imported'] as string[])].sort(), ternary.map((t) => t.name).filter((n) => n !== floatName).sort());
+      assert.equal(summary.imported, 13);
+      for (const t of ternary) assert.equal(t.scale!.granularity, t.name === floatName ? 'channel' : 'tensor', t.name);
+      assert.ok(tensors.find((t) => t.name === floatName)!.stats!['relativeError']! > 0, 'absmean rounded this one');
+    } finally {
+      tpk.close();
     }
   });
 });
