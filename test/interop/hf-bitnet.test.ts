@@ -9,6 +9,7 @@ import { exportSafetensors } from '../../src/converters/export-safetensors.js';
 import { openTensorSource } from '../../src/converters/import-source.js';
 import { bf16BitsToF32, f32ToBf16Bits, toFloat32 } from '../../src/formats/dtype.js';
 import { SafetensorsFile } from '../../src/formats/safetensors.js';
+import { renderModelCard } from '../../src/hub/card.js';
 import { isTernaryEncoding, TpkFile } from '../../src/formats/tpk.js';
 import { fixtureDir, loadReference } from '../support/fixtures.js';
 import { convertedFixture, scratchDir, tpkFromSource, writeHandTpk } from '../support/interop-models.js';
@@ -98,6 +99,10 @@ describe('interop/hf-bitnet', function () {
         assert.equal(entry.stats?.['gamma'], tpk.readScales(entry.name)[0], `${entry.name} gamma`);
         assert.ok(Math.abs(entry.stats!['zeroFraction']! - reference[entry.name]!.frac_zero) < 1e-12, `${entry.name} zero fraction`);
       }
+      // the model card made from this header says so too, instead of claiming absmean
+      const card = renderModelCard({ header: tpk.header, fileName: 'model.tpk', fileSize: 1, repo: 'me/bitnet-tiny-packed' });
+      assert.doesNotMatch(card, /Scale granularity|Rounding formula|absmean/);
+      assert.match(card, /\| Imported ternary tensors \| 14: codes and scales taken from the already-ternary source/);
     } finally {
       tpk.close();
     }
