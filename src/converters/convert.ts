@@ -57,9 +57,12 @@ export interface ConversionSummary {
   input: string;
   output: string;
   packing: TernaryPacking;
+  /** The absmean settings, as in the header's conversion record ('imported' when absmean made no tensor). */
   scale: string;
-  formula: AbsmeanFormula;
+  formula: AbsmeanFormula | 'imported';
   tensors: { ternarized: number; kept: number; total: number };
+  /** Of the ternarized tensors, those whose codes and scales were taken from the source as they were (no absmean). */
+  imported: number;
   parameters: { ternarized: number; kept: number; total: number };
   /** Bytes of the weight files read. */
   inputBytes: number;
@@ -121,14 +124,15 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
     const warnings = new Warnings(settings.emit);
     for (const message of [...source.warnings, ...plan.warnings]) warnings.add(message);
 
-    const header = buildHeader(source, plan, options, settings);
+    const record = ternaryRecord(source, plan, settings);
+    const header = buildHeader(source, plan, record, options, settings);
     writer = TpkWriter.create(settings.output, header, plan.tensors.map(toTpkPlanned), { force: settings.force });
     const written = await writeTensors(source, plan, writer, settings, warnings);
     writer.finish();
     writer = undefined;
 
     const seconds = (performance.now() - started) / 1000;
-    return summarize({ settings, plan, inputBytes, seconds, zeros: written.zeros, ternaryTraining: written.verdict, warnings: warnings.all });
+    return summarize({ settings, plan, record, inputBytes, seconds, zeros: written.zeros, ternaryTraining: written.verdict, warnings: warnings.all });
   } catch (err) {
     writer?.abort();
     throw err;
@@ -165,7 +169,31 @@ function checkOutput(output: string, force: boolean): void {
   }
 }
 
-function buildHeader(source: TensorSource, plan: TensorPlan, options: ConvertOptions, settings: Settings): Omit<TpkHeader, 'tensors'> {
+/**
+ * What the conversion record says about the ternary tensors. Tensors the source stores ternary
+ * keep their codes and scales (their layouts are in the tensor table), so the absmean settings
+ * describe only the tensors absmean made here; when it made none they read 'imported', so the
+ * record never names a granularity or formula that no tensor in the file went through.
+ */
+interface TernaryRecord {
+  scale: string;
+  formula: AbsmeanFormula | 'imported';
+  /** names of the ternary tensors taken from the source as they were */
+  imported: string[];
+}
+
+function ternaryRecord(source: TensorSource, plan: TensorPlan, settings: Settings): TernaryRecord {
+  const ternary = plan.tensors.filter((t) => t.action === 'ternarize');
+  const imported = ternary.filter((t) => source.get(t.name)!.ternary !== undefined).map((t) => t.name);
+  const onlyImported = imported.length > 0 && imported.length === ternary.length;
+  return {
+    scale: onlyImported ? 'imported' : formatScale(settings.scale),
+    formula: onlyImported ? 'imported' : settings.formula,
+    imported,
+  };
+}
+
+function buildHeader(source: TensorSource, plan: TensorPlan, record: TernaryRecord, options: ConvertOptions, settings: Settings): Omit<TpkHeader, 'tensors'> {
   return {
     formatVersion: TPK_FORMAT_VERSION,
     producer: PRODUCER,
@@ -173,7 +201,7 @@ function buildHeader(source: TensorSource, plan: TensorPlan, options: ConvertOpt
     source: { ...options.sourceRepo, path: settings.input, files: hashSourceFiles(source, settings.emit) },
     files: source.sideFiles,
     conversion: {
-      packing: settings.packing, scale: formatScale(settings.scale), formula: settings.formula,
+      packing: settings.packing, scale: record.scale, formula: record.formula, imported: record.imported,
       include: options.include ?? [], exclude: options.exclude ?? [],
       keepDType: options.keepDType ?? null, allowNonFinite: settings.allowNonFinite,
       aliases: plan.aliases,
@@ -238,14 +266,21 @@ async function writeTensors(
   return { zeros, verdict };
 }
 
-/** Already ternary in the source: keep its codes and scales (absmean again would shrink γ). */
+/**
+ * Already ternary in the source: keep its codes and scales (absmean again would shrink γ). Its
+ * stats are those of a ternarized tensor that can be read off the codes; there is no
+ * relativeError, as no float weights were rounded here.
+ */
 function copyTernary(source: TensorSource, tensor: PlannedTernary): TensorOutput {
   const pre = source.readTernary(tensor.name);
+  const zeros = countZeros(pre.codes);
+  const stats: Record<string, number> = { zeroFraction: pre.codes.length === 0 ? 0 : zeros / pre.codes.length };
+  if (pre.scales.length === 1) stats['gamma'] = pre.scales[0]!;
   return {
     data: packTernary(tensor.encoding, pre.codes),
     scales: pre.scales,
-    stats: pre.scales.length === 1 ? { gamma: pre.scales[0]! } : {},
-    ternary: { zeros: countZeros(pre.codes), ternaryValued: true },
+    stats,
+    ternary: { zeros, ternaryValued: true },
   };
 }
 
@@ -327,7 +362,7 @@ function countZeros(codes: Int8Array): number {
 }
 
 function summarize(s: {
-  settings: Settings; plan: TensorPlan; inputBytes: number; seconds: number; zeros: number; ternaryTraining: TernaryTrainingVerdict; warnings: string[];
+  settings: Settings; plan: TensorPlan; record: TernaryRecord; inputBytes: number; seconds: number; zeros: number; ternaryTraining: TernaryTrainingVerdict; warnings: string[];
 }): ConversionSummary {
   const count = (t: PlannedTensor) => t.shape.reduce((a, b) => a * b, 1);
   const bytes = (t: PlannedTensor) => t.dataLength + (t.action === 'ternarize' ? t.scalesLength : 0);
@@ -337,8 +372,9 @@ function summarize(s: {
   const params = { ternarized: sum(ternary, count), kept: sum(kept, count), total: sum(s.plan.tensors, count) };
   const ratio = (a: number, b: number) => (b === 0 ? 0 : a / b);
   return {
-    input: s.settings.input, output: s.settings.output, packing: s.settings.packing, scale: formatScale(s.settings.scale), formula: s.settings.formula,
+    input: s.settings.input, output: s.settings.output, packing: s.settings.packing, scale: s.record.scale, formula: s.record.formula,
     tensors: { ternarized: ternary.length, kept: kept.length, total: s.plan.tensors.length },
+    imported: s.record.imported.length,
     parameters: params,
     inputBytes: s.inputBytes,
     outputBytes: statSync(s.settings.output).size,

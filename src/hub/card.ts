@@ -78,8 +78,11 @@ export function renderModelCard(input: ModelCardInput): string {
   body.push('## How it was made', '', '| | |', '|---|---|');
   body.push(`| Source | ${source}${facts.baseRevision ? ` at \`${facts.baseRevision}\`` : ''} |`);
   body.push(`| Packing | ${describePacking(conversion.packing)} |`);
-  body.push(`| Scale granularity | ${text(conversion.scale) ?? 'tensor'} (absmean γ = mean\\|W\\| per scale group) |`);
-  if (conversion.formula !== undefined) body.push(`| Rounding formula | ${text(conversion.formula)} |`);
+  // 'imported': every ternary tensor came ternary from the source, so no absmean setting applies
+  const imported = Array.isArray(conversion.imported) ? conversion.imported.length : 0;
+  if (conversion.scale !== 'imported') body.push(`| Scale granularity | ${text(conversion.scale) ?? 'tensor'} (absmean γ = mean\\|W\\| per scale group) |`);
+  if (conversion.formula !== undefined && conversion.formula !== 'imported') body.push(`| Rounding formula | ${text(conversion.formula)} |`);
+  if (imported > 0) body.push(`| Imported ternary tensors | ${imported}: codes and scales taken from the already-ternary source, not recomputed |`);
   const include = list(conversion.include);
   const exclude = list(conversion.exclude);
   if (include) body.push(`| Include | ${include} |`);

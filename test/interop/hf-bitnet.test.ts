@@ -2,13 +2,16 @@ import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
+import { convertCheckpoint } from '../../src/converters/convert.js';
 import { TpkModel } from '../../src/converters/export-common.js';
 import { exportHfBitnet, packHfBitnet, unpackHfBitnet } from '../../src/converters/export-hf-bitnet.js';
 import { exportSafetensors } from '../../src/converters/export-safetensors.js';
 import { openTensorSource } from '../../src/converters/import-source.js';
 import { bf16BitsToF32, f32ToBf16Bits, toFloat32 } from '../../src/formats/dtype.js';
 import { SafetensorsFile } from '../../src/formats/safetensors.js';
-import { fixtureDir } from '../support/fixtures.js';
+import { renderModelCard } from '../../src/hub/card.js';
+import { isTernaryEncoding, TpkFile } from '../../src/formats/tpk.js';
+import { fixtureDir, loadReference } from '../support/fixtures.js';
 import { convertedFixture, scratchDir, tpkFromSource, writeHandTpk } from '../support/interop-models.js';
 
 const bf16round = (x: number) => bf16BitsToF32(f32ToBf16Bits(x));
@@ -74,6 +77,42 @@ describe('interop/hf-bitnet', function () {
       assert.ok(maxRel > 0 && maxRel <= 2 ** -8, `bf16 relative rounding (8 significant bits) ${maxRel}`);
     } finally {
       source.close();
+      master.close();
+    }
+  });
+
+  it('convert of bitnet-tiny-packed: the record says the per-tensor weight_scales were imported; stats give each tensor\'s zero fraction as the reference computed it', async () => {
+    const output = path.join(scratchDir(), 'bitnet-tiny-packed-converted.tpk');
+    const summary = await convertCheckpoint({ input: packedDir, output, force: true });
+    const reference = loadReference('bitnet-tiny').tensors as Record<string, { frac_zero: number }>;
+    const tpk = TpkFile.open(output);
+    try {
+      const { conversion, tensors } = tpk.header;
+      const ternary = tensors.filter((t) => isTernaryEncoding(t.encoding));
+      assert.deepEqual(ternary.map((t) => t.name).sort(), [...packedNames].sort());
+      assert.deepEqual(ternary.map((t) => t.scale!.granularity), ternary.map(() => 'tensor'), 'weight_scale holds one value per tensor');
+      assert.equal(conversion['scale'], 'imported');
+      assert.equal(conversion['formula'], 'imported');
+      assert.deepEqual([...(conversion['imported'] as string[])].sort(), [...packedNames].sort());
+      assert.equal(summary.imported, packedNames.length);
+      for (const entry of ternary) {
+        assert.equal(entry.stats?.['gamma'], tpk.readScales(entry.name)[0], `${entry.name} gamma`);
+        assert.ok(Math.abs(entry.stats!['zeroFraction']! - reference[entry.name]!.frac_zero) < 1e-12, `${entry.name} zero fraction`);
+      }
+      // the model card made from this header says so too, instead of claiming absmean
+      const card = renderModelCard({ header: tpk.header, fileName: 'model.tpk', fileSize: 1, repo: 'me/bitnet-tiny-packed' });
+      assert.doesNotMatch(card, /Scale granularity|Rounding formula|absmean/);
+      assert.match(card, /\| Imported ternary tensors \| 14: codes and scales taken from the already-ternary source/);
+    } finally {
+      tpk.close();
+    }
+    // the master-weight conversion runs absmean itself: it records its settings and imports nothing
+    const master = TpkFile.open(await convertedFixture('bitnet-tiny'));
+    try {
+      assert.equal(master.header.conversion['scale'], 'tensor');
+      assert.equal(master.header.conversion['formula'], 'reference');
+      assert.deepEqual(master.header.conversion['imported'], []);
+    } finally {
       master.close();
     }
   });
