@@ -92,7 +92,7 @@ function renderSummary(s: ConversionSummary): string {
   return renderPairs([
     ['output', s.output],
     ['packing', `${s.packing}, scale ${s.scale}, formula ${s.formula}`],
-    ['tensors', `${s.tensors.ternarized} ternarized, ${s.tensors.kept} kept (${s.tensors.total} in all)`],
+    ['tensors', `${s.tensors.ternarized} ternarized${s.imported > 0 ? ` (${s.imported} imported as stored)` : ''}, ${s.tensors.kept} kept (${s.tensors.total} in all)`],
     ['parameters', `${formatCount(s.parameters.ternarized)} ternarized, ${formatCount(s.parameters.kept)} kept (${formatCount(s.parameters.total)} in all)`],
     ['input', formatBytes(s.inputBytes)],
     ['output size', `${formatBytes(s.outputBytes)} (${pct(s.inputBytes === 0 ? 0 : s.outputBytes / s.inputBytes)} of the input)`],

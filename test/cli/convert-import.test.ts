@@ -20,6 +20,11 @@ describe('cli/convert (imports)', function () {
     const c = runCli(['convert', fixtureDir('bitnet-tiny-packed'), '-o', tpk, '--json']);
     assert.equal(c.code, 0, c.stderr);
     assert.equal(JSON.parse(c.stdout).tensors.ternarized, 14);
+    assert.equal(JSON.parse(c.stdout).imported, 14);
+    // The human summary says the codes were taken as stored, not ternarized again.
+    const human = runCli(['convert', fixtureDir('bitnet-tiny-packed'), '-o', path.join(temp.dir, 'p2.tpk')]);
+    assert.match(human.stdout, /tensors\s+14 ternarized \(14 imported as stored\), 10 kept \(24 in all\)/);
+    assert.match(human.stdout, /packing\s+t158, scale imported, formula imported/);
     const out = path.join(temp.dir, 'hf');
     const e = runCli(['export', tpk, '--to', 'hf-bitnet', '-o', out]);
     assert.equal(e.code, 0, e.stderr);
