@@ -17,12 +17,6 @@
 
 #define ROWS_PER_CHUNK 64
 
-/* a + w·x: fused where relaxed SIMD offers it (one rounding; the same choice for every call on one machine) */
-#ifdef __wasm_relaxed_simd__
-#define MUL_ADD(a, w, x) __builtin_wasm_relaxed_madd_f32x4(w, x, a)
-#else
-#define MUL_ADD(a, w, x) wasm_f32x4_add(a, wasm_f32x4_mul(w, x))
-#endif
 #define TILE_TOKENS 2
 
 enum { F32 = 0, F16 = 1, BF16 = 2, F16_FINITE = 3 };

@@ -172,6 +172,45 @@ void ternary_q8(const uint8_t *codes, int rows, int cols, const float *scales, i
   pool_run(q8_chunk, &k, (rows + per - 1) / per);
 }
 
+/* Float activations: four float32 chains of four lanes per token, fed one 16-column unit (unit u =
+ * columns 16u … 16u+15, as one 16-byte load holds them) at a time in column order; the columns of a
+ * scale group outside whole units (group sizes not a multiple of 16) are added one by one afterwards.
+ * The order depends only on the columns, never on the token count or the thread. */
+
+/* t = c − 1 of unit u's sixteen columns as four f32x4 (columns 4j … 4j+3 in f[j]). */
+INLINE void unit_weights(const uint8_t *row, int u, v128_t f[4]) {
+  const v128_t v = wasm_v128_load(row + (u >> 3) * BLOCK_BYTES + 16 * (u & 1));
+  const v128_t t = wasm_i8x16_sub(wasm_v128_and(wasm_u16x8_shr(v, 2 * ((u >> 1) & 3)), code_mask()), wasm_i8x16_splat(1));
+  const v128_t lo = wasm_i16x8_extend_low_i8x16(t), hi = wasm_i16x8_extend_high_i8x16(t);
+  f[0] = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(lo));
+  f[1] = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_high_i16x8(lo));
+  f[2] = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(hi));
+  f[3] = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_high_i16x8(hi));
+}
+
+/* d[t] = Σ (c − 1)·x over columns [c0, c1) of `row` for token xs[t], in float32. Each unpacked unit
+ * serves all T tokens. */
+INLINE void tdot_tile(const uint8_t *row, const float *const *xs, const int T, int c0, int c1, float *d) {
+  const int u0 = (c0 + 15) >> 4, head_end = 16 * u0 < c1 ? 16 * u0 : c1;
+  const int u1 = c1 >> 4 > u0 ? c1 >> 4 : u0, tail = 16 * u1 > head_end ? 16 * u1 : head_end;
+  v128_t acc[TILE_TOKENS][4];
+  for (int t = 0; t < T; t++)
+    for (int j = 0; j < 4; j++) acc[t][j] = wasm_f32x4_splat(0);
+  for (int u = u0; u < u1; u++) {
+    v128_t f[4];
+    unit_weights(row, u, f);
+    for (int t = 0; t < T; t++)
+      for (int j = 0; j < 4; j++) acc[t][j] = MUL_ADD(acc[t][j], f[j], wasm_v128_load(xs[t] + 16 * u + 4 * j));
+  }
+  for (int t = 0; t < T; t++) {
+    const v128_t s = wasm_f32x4_add(wasm_f32x4_add(acc[t][0], acc[t][1]), wasm_f32x4_add(acc[t][2], acc[t][3]));
+    float sum = (wasm_f32x4_extract_lane(s, 0) + wasm_f32x4_extract_lane(s, 1)) + (wasm_f32x4_extract_lane(s, 2) + wasm_f32x4_extract_lane(s, 3));
+    for (int c = c0; c < head_end; c++) sum += (float)(code_at(row, c) - 1) * xs[t][c];
+    for (int c = tail; c < c1; c++) sum += (float)(code_at(row, c) - 1) * xs[t][c];
+    d[t] = sum;
+  }
+}
+
 typedef struct {
   const uint8_t *codes;
   const float *scales, *x, *bias;
@@ -179,28 +218,37 @@ typedef struct {
   int rows, cols, scale_mode, group_size, n, rows_per_chunk;
 } f32_ctx;
 
+/* Row r × tokens [i0, i0+T): float32 sums per scale group, combined in double like the reference. */
+INLINE void f32_tile(const f32_ctx *k, int r, int i0, const int T) {
+  const int row_bytes = (k->cols + BLOCK_COLS - 1) / BLOCK_COLS * BLOCK_BYTES, groups = (k->cols + k->group_size - 1) / k->group_size;
+  const uint8_t *row = k->codes + (long)r * row_bytes;
+  const float *xs[TILE_TOKENS];
+  for (int t = 0; t < T; t++) xs[t] = k->x + (long)(i0 + t) * k->cols;
+  double tot[TILE_TOKENS];
+  for (int t = 0; t < T; t++) tot[t] = 0;
+  for (int g = 0; g < groups; g++) {
+    const int c0 = g * k->group_size, c1 = c0 + k->group_size < k->cols ? c0 + k->group_size : k->cols;
+    float d[TILE_TOKENS];
+    tdot_tile(row, xs, T, c0, c1, d);
+    const double s = k->scales[k->scale_mode == 0 ? 0 : k->scale_mode == 1 ? r : r * groups + g];
+    for (int t = 0; t < T; t++) tot[t] += (double)d[t] * s;
+  }
+  const double b = k->bias ? (double)k->bias[r] : 0.0;
+  for (int t = 0; t < T; t++) k->out[(long)(i0 + t) * k->rows + r] = (float)(tot[t] + b);
+}
+
 static void f32_chunk(const void *p, int chunk, int tid) {
   (void)tid;
   const f32_ctx *k = p;
-  const int row_bytes = (k->cols + BLOCK_COLS - 1) / BLOCK_COLS * BLOCK_BYTES, groups = (k->cols + k->group_size - 1) / k->group_size;
   const int r0 = chunk * k->rows_per_chunk, r1 = r0 + k->rows_per_chunk < k->rows ? r0 + k->rows_per_chunk : k->rows;
   for (int r = r0; r < r1; r++) {
-    const uint8_t *row = k->codes + (long)r * row_bytes;
-    for (int i = 0; i < k->n; i++) {
-      const float *xi = k->x + (long)i * k->cols;
-      double tot = 0;
-      for (int g = 0; g < groups; g++) {
-        const int c0 = g * k->group_size, c1 = c0 + k->group_size < k->cols ? c0 + k->group_size : k->cols;
-        float acc = 0;
-        for (int c = c0; c < c1; c++) acc += (float)(code_at(row, c) - 1) * xi[c];
-        tot += (double)acc * (double)k->scales[k->scale_mode == 0 ? 0 : k->scale_mode == 1 ? r : r * groups + g];
-      }
-      k->out[(long)i * k->rows + r] = (float)(tot + (k->bias ? (double)k->bias[r] : 0.0));
-    }
+    int i = 0;
+    for (; i + TILE_TOKENS <= k->n; i += TILE_TOKENS) f32_tile(k, r, i, TILE_TOKENS);
+    for (; i < k->n; i++) f32_tile(k, r, i, 1);
   }
 }
 
-/* Float activations on ternary weights: Σ_g scale_g · Σ_c t·x (float32 per group, in column order) + bias. */
+/* Float activations on ternary weights: Σ_g scale_g · Σ_c t·x (float32 per group, see tdot_tile) + bias. */
 EXPORT(ternary_f32)
 void ternary_f32(const uint8_t *codes, int rows, int cols, const float *scales, int scale_mode, int group_size,
                  const float *x, int n, const float *bias, float *out) {

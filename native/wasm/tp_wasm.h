@@ -19,6 +19,13 @@
 #define BLOCK_COLS 128
 #define BLOCK_BYTES 32
 
+/* a + w·x: fused where relaxed SIMD offers it (one rounding; the same choice for every call on one machine) */
+#ifdef __wasm_relaxed_simd__
+#define MUL_ADD(a, w, x) __builtin_wasm_relaxed_madd_f32x4(w, x, a)
+#else
+#define MUL_ADD(a, w, x) wasm_f32x4_add(a, wasm_f32x4_mul(w, x))
+#endif
+
 /* One chunk of a job; `tid` (0 = the calling thread) indexes per-thread scratch. */
 typedef void (*task_fn)(const void *ctx, int chunk, int tid);
 /* Runs fn(ctx, 0 … chunks−1) on the calling thread and every worker that joins; returns when all are done. */

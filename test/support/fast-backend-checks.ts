@@ -95,18 +95,24 @@ export function kernelsMatchReference(be: () => Backend): void {
     }
   });
 
-  it('ternary weights with float activations (matmul) agree to float32 rounding', () => {
+  it('ternary weights with float activations (matmul) agree to float32 rounding; a token gets the same bits alone as in the batch', () => {
     const rand = rng(11);
-    for (const [granularity, groupSize] of [['tensor', 0], ['channel', 0], ['group', 128], ['group', 50]] as const) {
+    // group sizes off the 128-column blocks and the 16-column SIMD units too (groups that start and end inside them)
+    for (const [granularity, groupSize] of [['tensor', 0], ['channel', 0], ['group', 128], ['group', 256], ['group', 64], ['group', 96], ['group', 50], ['group', 200]] as const) {
       for (const [rows, cols, n] of SHAPES) {
         if (granularity === 'group' && groupSize > cols && cols > 1) continue;
         const src = ternarySource(rand, rows, cols, 't158', granularity, groupSize || undefined);
-        const rw = ref.prepare(src);
+        const rw = ref.prepare(src), w = be().prepare(src);
         const dense = ref.gatherRows(rw, Array.from({ length: rows }, (_, r) => r));
         const x = randomFloats(rand, n * cols);
         const bias = randomFloats(rand, rows);
-        const got = be().matmul(be().prepare(src), x, n, bias);
-        assertClose(got, ref.matmul(rw, x, n, bias), magnitudes(dense, rows, cols, x, n).map((m, i) => m + Math.abs(bias[i % rows]!)), 2e-6, `${granularity} [${rows}×${cols}] n=${n}`);
+        const what = `${granularity}${groupSize ? ` ${groupSize}` : ''} [${rows}×${cols}] n=${n}`;
+        const got = be().matmul(w, x, n, bias);
+        assertClose(got, ref.matmul(rw, x, n, bias), magnitudes(dense, rows, cols, x, n).map((m, i) => m + Math.abs(bias[i % rows]!)), 2e-6, what);
+        for (let i = 0; i < n; i++) {
+          const alone = be().matmul(w, x.subarray(i * cols, (i + 1) * cols), 1, bias);
+          assert.ok(sameBits(alone, got.subarray(i * rows, (i + 1) * rows)), `${what}: token ${i} alone vs in the batch`);
+        }
       }
     }
   });
