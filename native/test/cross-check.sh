@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 native=$(dirname "$here")
 sysroot=${AARCH64_SYSROOT:-/usr/aarch64-linux-gnu}
 node_include=${NODE_INCLUDE:-$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")/include/node}
-kernels="tp_pool.c tp_ternary.c tp_int8.c tp_float.c tp_attention.c tp_elementwise.c"
+kernels="tp_pool.c tp_ternary.c tp_repack.c tp_int8.c tp_float.c tp_attention.c tp_elementwise.c"
 cflags="-std=gnu11 -O3 -ffp-contract=off -pthread -Wall -Werror"
 
 for tool in cc aarch64-linux-gnu-gcc qemu-aarch64; do

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Rebuilds native/wasm/tritpack.wasm and tritpack-relaxed.wasm (committed, so users need no compiler)
-# from the C files here.
+# from the C files here and native/tp_repack.c (the addon's own repack; include/ stands in for the libc
+# headers it uses, tp_shim.c for tp.h's pool API).
 # Needs clang and wasm-ld 16 or newer (Debian 12: apt-get install clang-16 lld-16).
 # Threads: the memory is imported and shared (--shared-memory: data segments are passive and copied
 # once, by the first instance, in __wasm_init_memory); __stack_pointer is exported so that each
@@ -13,7 +14,8 @@ build() { # output, extra flags
   "$CLANG" --target=wasm32 -O3 -msimd128 -mbulk-memory -matomics -nostdlib -ffp-contract=off -fuse-ld=lld "$2" \
     -Wl,--no-entry -Wl,--import-memory -Wl,--shared-memory -Wl,--max-memory=4294967296 -Wl,--initial-memory=262144 \
     -Wl,-z,stack-size=65536 -Wl,--export=__heap_base -Wl,--export=__stack_pointer -Wl,--strip-all \
-    -o "$1" pool.c ternary.c int8.c float.c attention.c elementwise.c
+    -Iinclude \
+    -o "$1" pool.c tp_shim.c ../tp_repack.c ternary.c int8.c float.c attention.c elementwise.c
   echo "wrote native/wasm/$1 ($(wc -c < "$1") bytes)"
 }
 build tritpack.wasm -msimd128

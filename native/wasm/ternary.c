@@ -1,12 +1,13 @@
 /*
  * Ternary weights (compute layout "i2x128", native/tp.h): the int8 matmul (BitNet W1.58A8, exact
  * integer sums, bit-identical to the reference), float activations on ternary weights, and the
- * repack from tritpack's t2/t158 packings.
+ * export of the repack from tritpack's t2/t158 packings (the addon's C, native/tp_repack.c).
  *
  * Codes are unpacked with 16-bit shifts (i16x8.shr_u): the & 3 that follows keeps only bits that
  * came from the same byte, and V8 emulates 8-bit shifts on x64 with several instructions. Prefill
  * unpacks each code vector once for a tile of tokens.
  */
+#include "../tp.h"
 #include "tp_wasm.h"
 
 /* Tokens per pass when several share the call. (Several rows per pass, sharing the activation loads of
@@ -257,25 +258,10 @@ void ternary_f32(const uint8_t *codes, int rows, int cols, const float *scales, 
   pool_run(f32_chunk, &k, (rows + per - 1) / per);
 }
 
-/* tritpack t2 (packing 0) or t158 (1) rows [row0, row0+nrows) → compute layout (out zeroed by the caller);
- * returns the flat index of an invalid t2 code 3, or -1. */
+/* tritpack t2 (packing 0) or t158 (1) rows [row0, row0+nrows) → compute layout, every byte written: the
+ * addon's tp_repack (native/tp_repack.c). Returns the flat index of the lowest invalid t2 code 3, or −1
+ * (as a double: an i64 result would reach JavaScript as a BigInt). */
 EXPORT(repack)
-double repack(int packing, const uint8_t *packed, int row0, int nrows, int cols, uint8_t *out) {
-  static const uint8_t pow3[5] = { 1, 3, 9, 27, 81 };
-  const int row_bytes = (cols + BLOCK_COLS - 1) / BLOCK_COLS * BLOCK_BYTES;
-  for (int r = 0; r < nrows; r++) {
-    uint8_t *dst = out + (long)r * row_bytes;
-    long long e = (long long)(row0 + r) * cols;
-    for (int c = 0; c < cols; c++, e++) {
-      int code;
-      if (packing == 0) {
-        code = (packed[e >> 2] >> (2 * (e & 3))) & 3;
-        if (code == 3) return (double)e;
-      } else {
-        code = ((uint8_t)(packed[e / 5] * pow3[e % 5]) * 3) >> 8;
-      }
-      dst[(c >> 7) * BLOCK_BYTES + (c & 31)] |= (uint8_t)(code << (2 * ((c >> 5) & 3)));
-    }
-  }
-  return -1;
+double repack(int packing, const uint8_t *packed, size_t packed_len, int row0, int nrows, int cols, uint8_t *out) {
+  return (double)tp_repack(packing, packed, packed_len, row0, nrows, cols, out);
 }

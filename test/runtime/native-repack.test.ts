@@ -1,12 +1,15 @@
 /**
  * The addon's repack (t2/t158 → i2x128 compute layout, native/tp.h) against a model of the layout
  * written here from its definition: random codes, shapes with and without whole 128-column blocks,
- * sub-ranges of rows, 1 and 2 threads, and the first invalid t2 code (3) reported exactly.
+ * sub-ranges of rows, 1 and 2 threads, and the first invalid t2 code (3) reported exactly. The wasm
+ * backend compiles the same C (native/tp_repack.c): its prepare is checked the same way (the codes read
+ * back through gatherRows, the lowest invalid code in prepare's error).
  */
 import assert from 'node:assert/strict';
 import { packTernary, type TernaryPacking } from '../../src/formats/ternary.js';
 import { loadNativeAddon } from '../../src/runtime-min/backends/native.js';
-import { rng } from '../support/fast-backend-checks.js';
+import type { WasmBackend } from '../../src/runtime-min/backends/wasm.js';
+import { rng, wasmBackendOrSkip } from '../support/fast-backend-checks.js';
 
 const addon = loadNativeAddon();
 
@@ -115,4 +118,39 @@ describe('runtime: native repack into the compute layout', function () {
     poison(packed, 2 * cols); // row 2's first element, slot 2 of byte 6
     assert.equal(repack('t2', packed, 1, rows - 1, cols).bad, 2 * cols);
   });
+});
+
+describe('runtime: wasm backend prepare repacks with the same C (native/tp_repack.c)', function () {
+  let wasm: WasmBackend;
+  before(function () { wasm = wasmBackendOrSkip(this, 'simd'); });
+  after(() => wasm?.dispose());
+
+  /** A tensor-scale 1 weight: gatherRows then gives back the ternary values themselves. */
+  const source = (packing: TernaryPacking, packed: Uint8Array, rows: number, cols: number) =>
+    ({ kind: 'ternary' as const, name: 'w', rows, cols, packing, packed, scales: new Float32Array([1]), granularity: 'tensor' as const });
+
+  for (const threads of [1, 2]) {
+    for (const packing of ['t2', 't158'] as const) {
+      it(`${packing}, ${threads} thread(s): every shape reads back as the codes it was given`, () => {
+        wasm.threads = threads;
+        const rand = rng(threads * 200 + packing.length);
+        for (const [rows, cols] of SHAPES) {
+          const t = randomTernary(rand, rows * cols);
+          const w = wasm.prepare(source(packing, packTernary(packing, t), rows, cols));
+          assert.deepEqual(wasm.gatherRows(w, Array.from({ length: rows }, (_, r) => r)), Float32Array.from(t), `${rows}×${cols}`);
+        }
+      });
+    }
+
+    it(`t2, ${threads} thread(s): prepare names the lowest invalid code, whichever chunk finds it`, () => {
+      wasm.threads = threads;
+      const rand = rng(threads + 21);
+      for (const [rows, cols] of [[300, 256], [200, 129], [90, 2048], [6, 13]] as const) {
+        const packed = packTernary('t2', randomTernary(rand, rows * cols));
+        const at = [(rows - 2) * cols + 7, Math.floor(rows * 0.6) * cols + cols - 1, Math.floor(rows * 0.3) * cols + 3];
+        for (const e of at) poison(packed, e);
+        assert.throws(() => wasm.prepare(source('t2', packed, rows, cols)), new RegExp(`invalid code 3 at element ${Math.min(...at)}$`), `${rows}×${cols}`);
+      }
+    });
+  }
 });

@@ -54,7 +54,7 @@ interface WasmExports {
   ternary_f32(codes: number, rows: number, cols: number, scales: number, scaleMode: number, groupSize: number,
     x: number, n: number, bias: number, out: number): void;
   float_matmul(dtype: number, w: number, rows: number, cols: number, x: number, n: number, bias: number, out: number, scratch: number): void;
-  repack(packing: number, packed: number, row0: number, nrows: number, cols: number, out: number): number;
+  repack(packing: number, packed: number, packedLen: number, row0: number, nrows: number, cols: number, out: number): number;
   attention(q: number, n: number, keys: number, values: number, length: number, heads: number, kvHeads: number, headDim: number,
     window: number, scores: number, out: number): void;
   quantize(x: number, n: number, cols: number, q: number, scales: number): void;
@@ -231,10 +231,9 @@ export class WasmBackend implements Backend {
     const need = packedByteLength(weight.packing, rows * cols);
     if (weight.packed.length < need) throw new TritpackError(`${name}: ${weight.packing} data holds ${weight.packed.length} bytes, [${rows}, ${cols}] needs ${need}`);
     const codeBytes = rows * Math.ceil(cols / BLOCK_COLS) * BLOCK_BYTES;
-    const codes = this.heap.alloc(codeBytes);
-    this.bytes(codes, codeBytes).fill(0);
+    const codes = this.heap.alloc(codeBytes); // repack writes every byte, padding included
     const scales = this.put(weight.scales);
-    const bad = this.scratch((_, put) => this.ex.repack(weight.packing === 't2' ? 0 : 1, put(weight.packed.subarray(0, need)), 0, rows, cols, codes));
+    const bad = this.scratch((_, put) => this.ex.repack(weight.packing === 't2' ? 0 : 1, put(weight.packed.subarray(0, need)), need, 0, rows, cols, codes));
     if (bad >= 0) {
       this.heap.release(codes);
       this.heap.release(scales);

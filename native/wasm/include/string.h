@@ -1,0 +1,11 @@
+/*
+ * The module has no libc: the native C files compiled into it (native/tp_repack.c) include <string.h>
+ * for memcpy and memset only, which become the compiler's builtins here (memory.copy / memory.fill
+ * with bulk memory, or inline loads and stores for small constant sizes).
+ */
+#ifndef TP_WASM_STRING_H
+#define TP_WASM_STRING_H
+#include <stddef.h>
+#define memcpy(dst, src, n) __builtin_memcpy(dst, src, n)
+#define memset(dst, c, n) __builtin_memset(dst, c, n)
+#endif
