@@ -60,6 +60,12 @@ void pool_run(task_fn fn, const void *ctx, int chunks) {
     return;
   }
   const int gen = pool.gen + 1;
+  /* Close the previous job's ticket before anything of the new job is stored. A worker still in the
+   * previous job may have loaded the finished ticket (old gen, old chunk count): if it read the new
+   * `chunks` (larger) before its CAS, that CAS would succeed and run a chunk of the new job under the
+   * old ticket, adding one `done` too many (the caller then waits for a count it has passed: a hang).
+   * Closed first, its CAS fails; and any read of `chunks` before its CAS sees the old count. */
+  __atomic_store_n(&pool.ticket, (int64_t)gen << 32 | 0x7fffffff, SEQ);
   pool.fn = fn;
   pool.ctx = ctx;
   __atomic_store_n(&pool.chunks, chunks, SEQ);

@@ -125,6 +125,25 @@ describe('runtime: wasm worker threads', function () {
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout.trim(), 'ok 3');
   });
+
+  it('back-to-back jobs of different chunk counts never hang (a worker late from one job cannot take a chunk of the next)', () => {
+    // Before the pool closed a job's ticket first, a worker still looking at the finished ticket of one job
+    // could pass the new job's larger chunk count and win its CAS, counting one chunk too many: the caller
+    // then waited forever. This loop hung within 3 s every time with that pool (2 vCPUs, 3 threads).
+    const wasmTs = fileURLToPath(new URL('../../src/runtime-min/backends/wasm.ts', import.meta.url));
+    const script = `
+      const { WasmBackend } = await import(${JSON.stringify(wasmTs)});
+      const be = new WasmBackend({ threads: 3 });
+      const weights = [8, 200, 33, 1000].map((rows) => be.prepare({ kind: 'float', name: 'w' + rows, rows, cols: 64, dtype: 'F32', bytes: new Uint8Array(rows * 64 * 4) }));
+      const x = new Float32Array(64), until = performance.now() + 4000;
+      let calls = 0;
+      while (performance.now() < until) for (const w of weights) { be.matmul(w, x, 1); calls++; }
+      console.log('ok', calls > 1000);`;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.signal, null, `the child hung (killed after 60 s): ${r.stderr}`);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'ok true');
+  });
 });
 
 fixtureModelsOn('wasm', () => (loadWasmModule() ? null : wasmUnavailableReason()), 2);
