@@ -39,6 +39,8 @@ export interface ModelSource {
    * never be written (the pages are read-only). Views of float tensors are element-aligned.
    */
   readBytes(name: string): Uint8Array;
+  /** The caller made its own copy of bytes from readBytes: a mapped view's pages may leave the resident set (no-op for read copies). */
+  releaseBytes(bytes: Uint8Array): void;
   readScales(name: string): Float32Array;
   /** A float tensor (norm weight, bias, weight_scale) as float32. */
   readVector(name: string): Float32Array;
@@ -153,6 +155,7 @@ function openHfDir(dir: string, mapped: Mappings | undefined): ModelSource {
       return t && { shape: t.shape, encoding: t.dtype };
     },
     readBytes: mapped ? mappedBytes : (name) => checkpoint.readBytes(name),
+    releaseBytes: (bytes) => mapped?.copiedOut(bytes),
     readScales: (name) => { throw new FormatError(info(name).file, `tensor ${name} is not a packed ternary tensor`); },
     readVector: mapped ? (name) => floatValues(info(name).file, name, info(name).dtype, () => mappedBytes(name), mapped) : (name) => checkpoint.readFloat32(name),
     close: () => {
@@ -195,6 +198,7 @@ function openTpk(file: string, mapped: Mappings | undefined): ModelSource {
       return t.scale ? { shape: t.shape, encoding: t.encoding, scale: t.scale } : { shape: t.shape, encoding: t.encoding };
     },
     readBytes: readData,
+    releaseBytes: (bytes) => mapped?.copiedOut(bytes),
     readScales: (name) => tpk.readScales(name),
     readVector: (name) => floatValues(file, name, entry(name).encoding, () => readData(name), mapped),
     close: () => {

@@ -169,7 +169,9 @@ function hfPackedBitNet(src: ModelSource, cfg: ModelConfig, name: string, rows: 
 function int8Head(src: ModelSource, head: WeightSource): WeightSource {
   if (head.kind !== 'float') throw new TritpackError(`${src.path}: an int8 LM head is made from float weights, but ${head.name} is stored as ${head.kind}`);
   try {
-    return quantizeWeightRows(head);
+    const int8 = quantizeWeightRows(head);
+    src.releaseBytes(head.bytes); // the float head is not read again (a tied embedding re-faults the rows it gathers)
+    return int8;
   } catch (err) {
     throw new FormatError(src.tensorOrigin, (err as Error).message);
   }
