@@ -12,6 +12,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Storage of per-calling-thread state (scratch kept between calls): the addon may be loaded by several
+ * JS threads at once; the wasm module is called from one thread only (its workers run chunks, never
+ * entry points), so static storage serves there and no per-worker TLS has to be set up. */
+#if defined(__wasm__)
+#define TP_CALLER_LOCAL static
+#else
+#define TP_CALLER_LOCAL static _Thread_local
+#endif
+
 #define TP_BLOCK_COLS 128
 #define TP_BLOCK_BYTES 32
 
@@ -30,6 +39,19 @@
 #include <arm_neon.h>
 /* PRFM PLDL2KEEP (read, locality 2 = L2 on GCC and clang for AArch64), the same L2 target as on x86. */
 #define TP_PREFETCH(p) __builtin_prefetch((const char *)(p) + TP_PREFETCH_AHEAD, 0, 2)
+#elif defined(__wasm_simd128__)
+/* The WebAssembly module (native/wasm/build.sh): SIMD128, or relaxed SIMD where __wasm_relaxed_simd__
+ * is defined, fixed when the module is built; wasm has no prefetch. */
+#define TP_WASM 1
+#include <wasm_simd128.h>
+#define TP_PREFETCH(p) ((void)(p))
+/* a + w·x in float32 lanes: fused where relaxed SIMD offers it (one rounding; the same choice for
+ * every call of one module), a multiply and an add otherwise. */
+#ifdef __wasm_relaxed_simd__
+#define TP_WASM_MADD(a, w, x) __builtin_wasm_relaxed_madd_f32x4(w, x, a)
+#else
+#define TP_WASM_MADD(a, w, x) wasm_f32x4_add(a, wasm_f32x4_mul(w, x))
+#endif
 #else
 #define TP_PREFETCH(p) ((void)(p))
 #endif
@@ -57,6 +79,8 @@ static inline int tp_has_simd(void) {
   return tp_has_avx2();
 #elif defined(TP_ARM64)
   return tp_has_neon();
+#elif defined(TP_WASM)
+  return 1;
 #else
   return 0;
 #endif
@@ -97,7 +121,8 @@ void tp_int8_q8(const tp_int8 *w, const int8_t *x, int n, const float *sx, const
 /* ---- float weights (tp_float.c) ---- */
 enum { TP_F32 = 0, TP_F16 = 1, TP_BF16 = 2 };
 void tp_float_matmul(int dtype, const void *w, int rows, int cols, const float *x, int n, const float *bias, float *out);
-/* Streaming read of `bytes` with the pool's threads; returns GB/s (best of `reps`). */
+/* Streaming read of `bytes` with the pool's threads; returns GB/s (best of `reps`). Not in the wasm
+ * module (it has no clock; the benchmark's roofline uses the addon's reading). */
 double tp_read_bandwidth(size_t bytes, int reps);
 
 float tp_f16_to_f32(uint16_t h);

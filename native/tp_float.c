@@ -7,7 +7,9 @@
 #include "tp.h"
 #include <stdlib.h>
 #include <string.h>
+#if !defined(TP_WASM)
 #include <time.h>
+#endif
 
 float tp_f16_to_f32(uint16_t h) {
   const uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
@@ -265,6 +267,7 @@ void tp_float_matmul(int dtype, const void *w, int rows, int cols, const float *
 
 /* ---------------------------------------------------------------------------------------------- */
 /* read bandwidth */
+#if !defined(TP_WASM)
 
 #define BW_CHUNK (1 << 20)
 
@@ -337,3 +340,4 @@ double tp_read_bandwidth(size_t bytes, int reps) {
   free(k);
   return best;
 }
+#endif

@@ -359,7 +359,7 @@ static void q8_chunk(void *p, int chunk) {
 
 /* Per-call activation scratch, kept between calls (a decode step makes ~150 of them); one per JS
  * thread that calls in, since the addon may be loaded by worker threads. */
-static _Thread_local struct { void *p; size_t cap; } scratch;
+TP_CALLER_LOCAL struct { void *p; size_t cap; } scratch;
 
 static void *scratch_get(size_t bytes) {
   if (bytes > scratch.cap) {

@@ -33,6 +33,8 @@ static struct {
 EXPORT(set_threads)
 void set_threads(int threads) { __atomic_store_n(&pool.threads, threads < 1 ? 1 : threads, SEQ); }
 
+int pool_threads(void) { return __atomic_load_n(&pool.threads, SEQ); }
+
 int chunk_items(int items, int target) {
   const int threads = pool.threads;
   if (threads > 1 && items < target * threads * 4) target = (items + threads * 4 - 1) / (threads * 4);

@@ -9,8 +9,8 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { fromFloat32 } from '../../src/formats/dtype.js';
 import { ReferenceBackend } from '../../src/runtime-min/index.js';
-import { LinearHeap } from '../../src/runtime-min/backends/wasm-heap.js';
-import { loadWasmModule, WasmBackend, wasmUnavailableReason } from '../../src/runtime-min/backends/wasm.js';
+import { LinearHeap, type WasmAllocator, type WasmMemory } from '../../src/runtime-min/backends/wasm-heap.js';
+import { loadWasmModule, WasmBackend, wasmImports, wasmUnavailableReason } from '../../src/runtime-min/backends/wasm.js';
 import { assertClose, checkElementwise, fixtureModelsOn, kernelsMatchReference, magnitudes, randomFloats, rng, sameBits, ternarySource, wasmBackendOrSkip } from '../support/fast-backend-checks.js';
 
 for (const variant of ['simd', 'relaxed'] as const) {
@@ -92,18 +92,26 @@ for (const variant of ['simd', 'relaxed'] as const) {
   });
 }
 
-describe('runtime: wasm linear-memory allocator', () => {
-  it('reuses released blocks, merges neighbours and grows the memory when nothing fits', () => {
-    const memory = { buffer: new ArrayBuffer(65536), grow(pages: number) { this.buffer = new ArrayBuffer(this.buffer.byteLength + pages * 65536); return 0; } };
-    const heap = new LinearHeap(memory, 100);
+describe('runtime: wasm linear-memory allocator (native/wasm/libc.c)', function () {
+  before(function () { if (!loadWasmModule()) this.skip(); });
+
+  it('hands out 64-byte aligned blocks, reuses merged holes, grows the memory and refuses what cannot fit', () => {
+    const WA = (globalThis as unknown as { WebAssembly: { Memory: new (d: object) => WasmMemory; Instance: new (m: object, i: object) => { exports: unknown } } }).WebAssembly;
+    const memory = new WA.Memory({ initial: 4, maximum: 65536, shared: true });
+    const heap = new LinearHeap(new WA.Instance(loadWasmModule()!, wasmImports(memory)).exports as WasmAllocator);
     const a = heap.alloc(10), b = heap.alloc(100), c = heap.alloc(64);
-    assert.deepEqual([a, b, c], [128, 192, 320]);
+    for (const at of [a, b, c]) assert.equal(at % 64, 0);
+    assert.deepEqual([b - a, c - b], [128, 192], 'a 64-byte header before each block, sizes rounded up to 64');
     heap.release(a);
     heap.release(b);
-    assert.equal(heap.alloc(150), 128, 'the merged hole of a and b');
-    const big = heap.alloc(100_000);
-    assert.ok(memory.buffer.byteLength >= big + 100_000);
+    assert.equal(heap.alloc(150), a, 'the merged hole of a and b');
+    const before = memory.buffer.byteLength;
+    const big = heap.alloc(10_000_000);
+    assert.ok(big > c && memory.buffer.byteLength >= big + 10_000_000 && memory.buffer.byteLength > before, 'the memory grew');
+    heap.release(big);
+    assert.equal(heap.alloc(10_000_000), big, 'a released top block goes back to the top');
     assert.throws(() => heap.release(7), /not allocated/);
+    assert.throws(() => heap.alloc(2 ** 32 - 1), /could not get 4294967295 more bytes/);
   });
 });
 

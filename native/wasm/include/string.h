@@ -1,8 +1,5 @@
-/*
- * The module has no libc: the native C files compiled into it (native/tp_repack.c) include <string.h>
- * for memcpy and memset only, which become the compiler's builtins here (memory.copy / memory.fill
- * with bulk memory, or inline loads and stores for small constant sizes).
- */
+/* The module's libc subset (see libc.c): memcpy and memset are the compiler's builtins (memory.copy /
+ * memory.fill with bulk memory, or inline loads and stores for small constant sizes). */
 #ifndef TP_WASM_STRING_H
 #define TP_WASM_STRING_H
 #include <stddef.h>

@@ -12,10 +12,11 @@ import type { LinearHeap, WasmMemory } from './wasm-heap.js';
 /** Bytes of stack per worker (the kernels keep a few vectors and a job context there). */
 const WORKER_STACK_BYTES = 64 << 10;
 
-/** CommonJS, no loader hooks (execArgv is emptied): the worker only instantiates the module and loops. */
+/** CommonJS, no loader hooks (execArgv is emptied): the worker only instantiates the module (with
+ * wasm.ts's wasmImports: functions cannot travel in workerData) and loops. */
 const WORKER_SOURCE = `
 const { workerData: d } = require('node:worker_threads');
-const { exports: ex } = new WebAssembly.Instance(d.module, { env: { memory: d.memory } });
+const { exports: ex } = new WebAssembly.Instance(d.module, { env: { memory: d.memory, exp: Math.exp } });
 ex.__stack_pointer.value = d.stackTop;
 ex.worker_loop(d.tid);
 `;

@@ -1,6 +1,7 @@
 /**
  * The WebAssembly SIMD backend: the portable fallback where the native addon is missing (no
- * compiler at install, another OS), built from native/wasm/*.c and committed as
+ * compiler at install, another OS): the addon's own kernel files (native/tp_*.c, their SIMD128
+ * paths) compiled for wasm32 with the module's platform layer (native/wasm/), committed as
  * native/wasm/tritpack.wasm and tritpack-relaxed.wasm (relaxed SIMD, used where the runtime
  * supports it) so users need no compiler.
  *
@@ -15,8 +16,9 @@
  * and its result out (a few KiB, through scratch space kept between calls), and each layer's KV
  * cache is mirrored in linear memory, where only the newly appended positions are copied per call.
  * `matmulQ8` (ternary and int8 weights) and the element-wise steps (activation quantization,
- * RMSNorm, relu², residual adds, RoPE) are bit-identical to the reference; SiLU runs the reference's
- * own code (V8's Math.exp); float matmuls and attention agree to float32 rounding.
+ * RMSNorm, relu² and SiLU gating — the module imports V8's Math.exp, the reference's exp —,
+ * residual adds, RoPE) are bit-identical to the reference; float matmuls and attention agree to
+ * float32 rounding.
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -26,8 +28,7 @@ import { TritpackError } from '../../errors.js';
 import { dtypeByteSize, toFloat32, type FloatDType } from '../../formats/dtype.js';
 import { packedByteLength } from '../../formats/ternary.js';
 import type { AttentionShape, Backend, Int8WeightSource, KvCache, PreparedWeight, QuantizedActivations, WeightSource } from '../backend.js';
-import { ReferenceBackend } from '../reference-backend.js';
-import { LinearHeap, type WasmMemory } from './wasm-heap.js';
+import { LinearHeap, type WasmAllocator, type WasmMemory } from './wasm-heap.js';
 import { WasmWorkers } from './wasm-workers.js';
 
 type WasmModule = object;
@@ -40,28 +41,30 @@ const WA = (globalThis as unknown as {
   };
 }).WebAssembly;
 
-interface WasmExports {
-  __heap_base: { value: unknown };
+/** native/wasm/exports.c and the pool's and allocator's exports; numbers are byte offsets into the linear memory. */
+interface WasmExports extends WasmAllocator {
   set_threads(threads: number): void;
   pool_quit(): void;
-  activation_bytes(): number;
-  layout_q8(q: number, n: number, cols: number, groupSize: number, xcols: number, x: number, xsum: number): void;
+  repack(packing: number, packed: number, packedLen: number, row0: number, nrows: number, cols: number, out: number): number;
   ternary_q8(codes: number, rows: number, cols: number, scales: number, scaleMode: number, groupSize: number,
-    x: number, xcols: number, xsum: number, n: number, sx: number, bias: number, out: number): void;
-  int8_stride(cols: number): number;
-  int8_layout(q: number, n: number, cols: number, x: number): void;
-  int8_q8(w: number, rows: number, cols: number, scales: number, x: number, n: number, sx: number, bias: number, out: number): void;
+    q: number, n: number, sx: number, bias: number, out: number): void;
   ternary_f32(codes: number, rows: number, cols: number, scales: number, scaleMode: number, groupSize: number,
     x: number, n: number, bias: number, out: number): void;
-  float_matmul(dtype: number, w: number, rows: number, cols: number, x: number, n: number, bias: number, out: number, scratch: number): void;
-  repack(packing: number, packed: number, packedLen: number, row0: number, nrows: number, cols: number, out: number): number;
+  int8_stride(cols: number): number;
+  int8_q8(w: number, rows: number, cols: number, scales: number, q: number, n: number, sx: number, bias: number, out: number): void;
+  float_matmul(dtype: number, w: number, rows: number, cols: number, x: number, n: number, bias: number, out: number): void;
   attention(q: number, n: number, keys: number, values: number, length: number, heads: number, kvHeads: number, headDim: number,
-    window: number, scores: number, out: number): void;
+    window: number, out: number): void;
   quantize(x: number, n: number, cols: number, q: number, scales: number): void;
   rmsnorm(x: number, n: number, cols: number, w: number, eps: number, out: number): void;
-  relu2_gate(gate: number, up: number, count: number, out: number): void;
+  gated(gate: number, up: number, count: number, relu2: number, out: number): void;
   add(x: number, y: number, count: number): void;
   rope(x: number, n: number, heads: number, headDim: number, cos: number, sin: number): void;
+}
+
+/** What an instance of the module imports: the shared memory and V8's exp (native/wasm/include/math.h). */
+export function wasmImports(memory: WasmMemory): object {
+  return { env: { memory, exp: Math.exp } };
 }
 
 export type WasmVariant = 'relaxed' | 'simd';
@@ -99,16 +102,14 @@ export function wasmUnavailableReason(variant: WasmVariant = 'simd'): string | n
 const BLOCK_COLS = 128;
 const BLOCK_BYTES = 32;
 const FLOAT_CODES = { F32: 0, F16: 1, BF16: 2 } as const;
-/** float_matmul's code for f16 weights without Inf/NaN (a shorter widening, native/wasm/float.c). */
-const F16_FINITE = 3;
 const SCALE_MODES = { tensor: 0, channel: 1, group: 2 } as const;
 /** Pages the module declares (build.sh: --initial-memory=262144, --max-memory=4 GiB). */
 const INITIAL_PAGES = 4;
 const MAX_PAGES = 65536;
-/** Widest int8 row: |Σ w·x| ≤ 127·128·cols must stay below 2^31 (native/wasm/int8.c sums in int32). */
+/** Widest int8 row: |Σ w·x| ≤ 127·128·cols must stay below 2^31 (native/tp_int8.c sums in int32; tp.h's TP_INT8_MAX_COLS). */
 const INT8_MAX_COLS = 131072;
 
-interface WasmFloatWeight extends PreparedWeight { kind: 'float'; dtype: FloatDType; ptr: number; kernelDtype: number }
+interface WasmFloatWeight extends PreparedWeight { kind: 'float'; dtype: FloatDType; ptr: number }
 interface WasmTernaryWeight extends PreparedWeight { kind: 'ternary'; codes: number; scales: number; scaleMode: number; groupSize: number }
 /** Int8 rows zero padded to `stride` columns (int8_stride) at `q`, and one float32 scale per row. */
 interface WasmInt8Weight extends PreparedWeight { kind: 'int8'; q: number; stride: number; scales: number }
@@ -116,12 +117,6 @@ type WasmWeight = WasmFloatWeight | WasmTernaryWeight | WasmInt8Weight;
 
 /** A KV cache's mirror in linear memory: positions [0, synced) of keys and values are there. */
 interface KvMirror { keys: number; values: number; capacity: number; synced: number }
-
-/** Whether little-endian f16 bytes hold an Inf or NaN (exponent bits all ones). */
-function hasF16Special(bytes: Uint8Array): boolean {
-  for (let i = 1; i < bytes.length; i += 2) if ((bytes[i]! & 0x7c) === 0x7c) return true;
-  return false;
-}
 
 /** The caller's destination when it has exactly the result's length (Backend's `out` contract), else a new array. */
 function reuse(into: Float32Array | undefined, length: number): Float32Array {
@@ -142,7 +137,6 @@ export class WasmBackend implements Backend {
   private readonly memory: WasmMemory;
   private readonly heap: LinearHeap;
   private readonly workers: WasmWorkers;
-  private readonly ref = new ReferenceBackend();
   private readonly mirrors = new WeakMap<KvCache, KvMirror>();
   /** Frees a cache's mirror once the cache object is garbage (states are dropped, never closed). */
   private readonly mirrorCleanup = new FinalizationRegistry<KvMirror>((m) => this.releaseMirror(m));
@@ -157,8 +151,8 @@ export class WasmBackend implements Backend {
     if (!module) throw new TritpackError(`the wasm backend is not available: ${wasmUnavailableReason(variant)}`);
     this.variant = variant;
     this.memory = new WA.Memory({ initial: INITIAL_PAGES, maximum: MAX_PAGES, shared: true });
-    this.ex = new WA.Instance(module, { env: { memory: this.memory } }).exports as WasmExports;
-    this.heap = new LinearHeap(this.memory, this.ex.__heap_base.value as number);
+    this.ex = new WA.Instance(module, wasmImports(this.memory)).exports as WasmExports;
+    this.heap = new LinearHeap(this.ex);
     this.workers = new WasmWorkers(module, this.memory, this.heap);
     this.threads = options.threads ?? os.availableParallelism();
   }
@@ -225,8 +219,7 @@ export class WasmBackend implements Backend {
     const { name, rows, cols } = weight;
     if (weight.kind === 'int8') return this.prepareInt8(weight);
     if (weight.kind === 'float') {
-      const kernelDtype = weight.dtype === 'F16' && !hasF16Special(weight.bytes) ? F16_FINITE : FLOAT_CODES[weight.dtype];
-      return { name, kind: 'float', rows, cols, dtype: weight.dtype, ptr: this.put(weight.bytes), kernelDtype, byteLength: weight.bytes.byteLength } as WasmFloatWeight;
+      return { name, kind: 'float', rows, cols, dtype: weight.dtype, ptr: this.put(weight.bytes), byteLength: weight.bytes.byteLength } as WasmFloatWeight;
     }
     const need = packedByteLength(weight.packing, rows * cols);
     if (weight.packed.length < need) throw new TritpackError(`${name}: ${weight.packing} data holds ${weight.packed.length} bytes, [${rows}, ${cols}] needs ${need}`);
@@ -271,7 +264,7 @@ export class WasmBackend implements Backend {
       const xp = put(x.subarray(0, n * cols));
       const bp = bias ? put(bias) : 0;
       const op = alloc(n * rows * 4);
-      if (weight.kind === 'float') this.ex.float_matmul(weight.kernelDtype, weight.ptr, rows, cols, xp, n, bp, op, weight.kernelDtype === F16_FINITE ? alloc(n * cols * 4) : 0);
+      if (weight.kind === 'float') this.ex.float_matmul(FLOAT_CODES[weight.dtype], weight.ptr, rows, cols, xp, n, bp, op);
       else this.ex.ternary_f32(weight.codes, rows, cols, weight.scales, weight.scaleMode, weight.groupSize, xp, n, bp, op);
       out.set(this.floats(op, n * rows));
       return out;
@@ -282,33 +275,28 @@ export class WasmBackend implements Backend {
     const weight = w as WasmWeight;
     if (weight.kind === 'int8') return this.int8Q8(weight, x, bias, into);
     if (weight.kind !== 'ternary') throw new Error(`matmulQ8 needs a ternary or int8 weight; ${weight.name} is float`);
-    const { rows, cols, groupSize } = weight;
+    const { rows, cols } = weight;
     const { n } = x;
-    const xcols = Math.ceil(cols / BLOCK_COLS) * BLOCK_COLS;
     const out = reuse(into, n * rows);
     return this.scratch((alloc, put) => {
       const qp = put(x.q.subarray(0, n * cols)), sxp = put(x.scales.subarray(0, n));
-      const xp = alloc(n * xcols * this.ex.activation_bytes()), sp = alloc(n * Math.ceil(cols / groupSize) * 4);
-      this.ex.layout_q8(qp, n, cols, groupSize, xcols, xp, sp);
       const bp = bias ? put(bias) : 0;
       const op = alloc(n * rows * 4);
-      this.ex.ternary_q8(weight.codes, rows, cols, weight.scales, weight.scaleMode, groupSize, xp, xcols, sp, n, sxp, bp, op);
+      this.ex.ternary_q8(weight.codes, rows, cols, weight.scales, weight.scaleMode, weight.groupSize, qp, n, sxp, bp, op);
       out.set(this.floats(op, n * rows));
       return out;
     });
   }
 
   private int8Q8(weight: WasmInt8Weight, x: QuantizedActivations, bias: Float32Array | undefined, into: Float32Array | undefined): Float32Array {
-    const { rows, cols, stride } = weight;
+    const { rows, cols } = weight;
     const { n } = x;
     if (x.cols !== cols) throw new Error(`matmulQ8: ${weight.name} has ${cols} columns, the activations ${x.cols}`);
     if (x.q.length < n * cols || x.scales.length < n) throw new RangeError(`matmulQ8: ${n} tokens of ${cols} columns need ${n * cols} codes and ${n} scales, got ${x.q.length} and ${x.scales.length}`);
     const out = reuse(into, n * rows);
     return this.scratch((alloc, put) => {
-      const xp = alloc(n * stride * 2);
-      this.ex.int8_layout(put(x.q.subarray(0, n * cols)), n, cols, xp);
-      const sxp = put(x.scales.subarray(0, n)), bp = bias ? put(bias) : 0, op = alloc(n * rows * 4);
-      this.ex.int8_q8(weight.q, rows, cols, weight.scales, xp, n, sxp, bp, op);
+      const qp = put(x.q.subarray(0, n * cols)), sxp = put(x.scales.subarray(0, n)), bp = bias ? put(bias) : 0, op = alloc(n * rows * 4);
+      this.ex.int8_q8(weight.q, rows, cols, weight.scales, qp, n, sxp, bp, op);
       out.set(this.floats(op, n * rows));
       return out;
     });
@@ -379,8 +367,8 @@ export class WasmBackend implements Backend {
     const mirror = this.mirror(cache, n, numKvHeads * headDim);
     return this.scratch((alloc, put) => {
       const qp = put(q.subarray(0, outFloats));
-      const scores = alloc(this.threadCount * cache.length * 4), op = alloc(outFloats * 4);
-      this.ex.attention(qp, n, mirror.keys, mirror.values, cache.length, numHeads, numKvHeads, headDim, slidingWindow ?? 0, scores, op);
+      const op = alloc(outFloats * 4);
+      this.ex.attention(qp, n, mirror.keys, mirror.values, cache.length, numHeads, numKvHeads, headDim, slidingWindow ?? 0, op);
       out.set(this.floats(op, outFloats));
       return out;
     });
@@ -420,12 +408,11 @@ export class WasmBackend implements Backend {
   }
 
   gatedActivation(gate: Float32Array, up: Float32Array, act: 'silu' | 'relu2', into?: Float32Array): Float32Array {
-    if (act === 'silu') return this.ref.gatedActivation(gate, up, act); // exp must be V8's Math.exp to match bit for bit
     const count = gate.length;
     const out = reuse(into, count);
     return this.scratch((alloc, put) => {
       const op = alloc(count * 4);
-      this.ex.relu2_gate(put(gate), put(up.subarray(0, count)), count, op);
+      this.ex.gated(put(gate), put(up.subarray(0, count)), count, act === 'relu2' ? 1 : 0, op);
       out.set(this.floats(op, count));
       return out;
     });
