@@ -86,6 +86,27 @@ describe('formats/gguf', () => {
     assert.deepEqual(other.tensorInfos.map((t) => [t.name, t.shape.map(Number), t.dtype, Number(t.offset)]), [['x', [256, 2], 35, 0], ['y', [3], 0, 160]]);
   });
 
+  it('writes a header far beyond its first 64 KiB buffer (a 32000-token vocabulary), every value intact', async () => {
+    const file = path.join(tmp.dir, 'big-header.gguf');
+    const kinds = [
+      (i: number) => ({ type: GgufValueType.UINT8, value: i % 256 }), (i: number) => ({ type: GgufValueType.INT16, value: -(i % 30000) }),
+      (i: number) => gguf.u32(i * 7), (i: number) => gguf.f32(i / 4), (i: number) => ({ type: GgufValueType.UINT64, value: BigInt(i) << 20n }),
+      (i: number) => ({ type: GgufValueType.FLOAT64, value: i / 3 }), (i: number) => gguf.bool(i % 2 === 0), (i: number) => gguf.str(`value ${i}`),
+    ];
+    const kv: [string, ReturnType<typeof gguf.u32>][] = [['general.architecture', gguf.str('llama')]];
+    kv.push(['tokenizer.ggml.tokens', gguf.array(GgufValueType.STRING, Array.from({ length: 32000 }, (_, i) => `token-${i}`))]);
+    for (let i = 0; i < 5000; i++) kv.push([`k.${i}`, kinds[i % kinds.length]!(i) as ReturnType<typeof gguf.u32>]);
+    const w = GgufWriter.create(file, kv, [{ name: 'y', dims: [3], type: GgmlType.F32 }]);
+    w.writeTensor('y', new Uint8Array(12));
+    w.finish();
+    const mine = GgufFile.open(file);
+    for (const [key, value] of kv) assert.deepEqual(mine.kv.get(key)!.value, value.value, key);
+    mine.close();
+    const other = await parseIndependently(file, { allowLocalFile: true });
+    assert.equal((other.metadata['tokenizer.ggml.tokens'] as string[])[31999], 'token-31999');
+    assert.equal(other.metadata['k.4999'], 'value 4999');
+  });
+
   describe('rejects malformed files with a FormatError naming the file and the problem', () => {
     function valid(): Uint8Array {
       const { header } = encodeGgufHeader([['general.architecture', gguf.str('llama')]], [{ name: 't', dims: [4], type: GgmlType.F32 }]);

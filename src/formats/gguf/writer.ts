@@ -31,9 +31,12 @@ class ByteBuilder {
     return at;
   }
 
-  bytes(b: Uint8Array): void { this.buf.set(b, this.reserve(b.length)); }
-  u32(v: number): void { this.view.setUint32(this.reserve(4), v, true); }
-  u64(v: number | bigint): void { this.view.setBigUint64(this.reserve(8), BigInt(v), true); }
+  // Reserve first, then read this.buf / this.view: reserve may replace them (in
+  // `this.view.setUint32(this.reserve(4), v)` the old, outgrown view is read before reserve runs).
+  bytes(b: Uint8Array): void { const at = this.reserve(b.length); this.buf.set(b, at); }
+  private put(n: number, write: (view: DataView, at: number) => void): void { const at = this.reserve(n); write(this.view, at); }
+  u32(v: number): void { this.put(4, (d, at) => d.setUint32(at, v, true)); }
+  u64(v: number | bigint): void { this.put(8, (d, at) => d.setBigUint64(at, BigInt(v), true)); }
   string(s: string): void {
     const b = this.encoder.encode(s);
     this.u64(b.length);
@@ -46,18 +49,18 @@ class ByteBuilder {
       return v;
     };
     switch (type) {
-      case GgufValueType.UINT8: this.view.setUint8(this.reserve(1), num()); return;
-      case GgufValueType.INT8: this.view.setInt8(this.reserve(1), num()); return;
-      case GgufValueType.UINT16: this.view.setUint16(this.reserve(2), num(), true); return;
-      case GgufValueType.INT16: this.view.setInt16(this.reserve(2), num(), true); return;
-      case GgufValueType.UINT32: this.view.setUint32(this.reserve(4), num(), true); return;
-      case GgufValueType.INT32: this.view.setInt32(this.reserve(4), num(), true); return;
-      case GgufValueType.FLOAT32: this.view.setFloat32(this.reserve(4), num(), true); return;
-      case GgufValueType.BOOL: this.view.setUint8(this.reserve(1), v ? 1 : 0); return;
+      case GgufValueType.UINT8: { const x = num(); this.put(1, (d, at) => d.setUint8(at, x)); return; }
+      case GgufValueType.INT8: { const x = num(); this.put(1, (d, at) => d.setInt8(at, x)); return; }
+      case GgufValueType.UINT16: { const x = num(); this.put(2, (d, at) => d.setUint16(at, x, true)); return; }
+      case GgufValueType.INT16: { const x = num(); this.put(2, (d, at) => d.setInt16(at, x, true)); return; }
+      case GgufValueType.UINT32: { const x = num(); this.put(4, (d, at) => d.setUint32(at, x, true)); return; }
+      case GgufValueType.INT32: { const x = num(); this.put(4, (d, at) => d.setInt32(at, x, true)); return; }
+      case GgufValueType.FLOAT32: { const x = num(); this.put(4, (d, at) => d.setFloat32(at, x, true)); return; }
+      case GgufValueType.BOOL: this.put(1, (d, at) => d.setUint8(at, v ? 1 : 0)); return;
       case GgufValueType.STRING: this.string(String(v)); return;
-      case GgufValueType.UINT64: this.view.setBigUint64(this.reserve(8), BigInt(v as number | bigint), true); return;
-      case GgufValueType.INT64: this.view.setBigInt64(this.reserve(8), BigInt(v as number | bigint), true); return;
-      case GgufValueType.FLOAT64: this.view.setFloat64(this.reserve(8), num(), true); return;
+      case GgufValueType.UINT64: { const x = BigInt(v as number | bigint); this.put(8, (d, at) => d.setBigUint64(at, x, true)); return; }
+      case GgufValueType.INT64: { const x = BigInt(v as number | bigint); this.put(8, (d, at) => d.setBigInt64(at, x, true)); return; }
+      case GgufValueType.FLOAT64: { const x = num(); this.put(8, (d, at) => d.setFloat64(at, x, true)); return; }
     }
   }
 
