@@ -13,7 +13,11 @@
  * The weights are random (not a language model); only sizes and arithmetic matter for speed.
  * Deterministic: each tensor comes from its own seeded PRNG. Needs `npm run build`.
  *
- *   node scripts/make-synthetic-tinyllama.js [dir=.cache/synthetic-tinyllama] [--layers N]
+ * `--tied` writes only ternary-tied.tpk: the same model with the embedding doubling as the LM head
+ * (no lm_head tensor; the same bytes read per decoded token), which is what llama.cpp's bitnet
+ * architecture can hold — scripts/bench-kernels.js exports it to GGUF TQ2_0 for its llama.cpp rows.
+ *
+ *   node scripts/make-synthetic-tinyllama.js [dir=.cache/synthetic-tinyllama] [--layers N] [--tied]
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -22,6 +26,8 @@ import { writeSafetensors } from '../dist/formats/safetensors.js';
 import { TpkWriter } from '../dist/formats/tpk.js';
 import { TINYLLAMA, parseArgs, prng, root } from './synthetic-common.js';
 
+const tied = process.argv.includes('--tied');
+if (tied) process.argv.splice(process.argv.indexOf('--tied'), 1);
 const { dir, layers } = parseArgs('synthetic-tinyllama');
 const { hidden, intermediate, heads, kvHeads, vocab } = TINYLLAMA;
 const kvDim = (hidden / heads) * kvHeads;
@@ -78,7 +84,7 @@ function plan() {
     for (const [name, rows, cols] of PROJ) tensors.push({ name: `${p}.${name}.weight`, shape: [rows, cols], seed: seed++, gamma: gammaFor(cols) });
   }
   vec('model.norm.weight', hidden, 1, 0.1);
-  tensors.push({ name: 'lm_head.weight', shape: [vocab, hidden], f16: () => floatF16(head, vocab * hidden, 0, 0.05) });
+  if (!tied) tensors.push({ name: 'lm_head.weight', shape: [vocab, hidden], f16: () => floatF16(head, vocab * hidden, 0, 0.05) });
   return tensors;
 }
 
@@ -86,7 +92,7 @@ function config(quantized) {
   return {
     architectures: ['BitNetForCausalLM'], model_type: 'bitnet', hidden_size: hidden, intermediate_size: intermediate,
     num_hidden_layers: layers, num_attention_heads: heads, num_key_value_heads: kvHeads, vocab_size: vocab,
-    hidden_act: 'relu2', max_position_embeddings: 2048, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false,
+    hidden_act: 'relu2', max_position_embeddings: 2048, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: tied,
     bos_token_id: 1, eos_token_id: 2, torch_dtype: 'float16',
     ...(quantized ? { quantization_config: { quant_method: 'bitnet', linear_class: 'autobitlinear', quantization_mode: 'online' } } : {}),
   };
@@ -98,7 +104,7 @@ const tokenizerJson = readFileSync(path.join(root, 'fixtures', 'tinystories-656K
 mkdirSync(path.join(dir, 'f16'), { recursive: true });
 
 const started = Date.now();
-const tpkPath = path.join(dir, 'ternary.tpk');
+const tpkPath = path.join(dir, tied ? 'ternary-tied.tpk' : 'ternary.tpk');
 const writer = TpkWriter.create(tpkPath, {
   formatVersion: 1, producer: { name: 'tritpack make-synthetic-tinyllama', version: '0' }, createdAt: new Date().toISOString(),
   source: { path: 'synthetic' }, files: { 'config.json': JSON.stringify(config(true), null, 2), 'tokenizer.json': tokenizerJson },
@@ -119,6 +125,7 @@ try {
   throw err;
 }
 console.log(`wrote ${path.relative(root, tpkPath)} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+if (tied) process.exit(0);
 
 writeSafetensors(path.join(dir, 'f16', 'model.safetensors'), tensors.map((t) => ({
   name: t.name, dtype: 'F16', shape: t.shape,
