@@ -180,7 +180,7 @@ export function kernelsMatchReference(be: () => Backend): void {
 export function checkElementwise(be: Backend, siluTolerance: number): void {
   const ref = new ReferenceBackend();
   const rand = rng(31);
-  for (const [n, cols] of [[1, 1], [3, 7], [5, 2048], [2, 5632]] as const) {
+  for (const [n, cols] of [[1, 1], [3, 7], [3, 1003], [5, 2048], [2, 5632]] as const) { // 1003: vector loops and their tails
     const x = randomFloats(rand, n * cols, 4);
     if (cols > 4) { x[0] = 0.5; x[1] = -2.5; x[2] = 0; x[3] = -0; } // exact ties after scaling are rare; zeros and signs are not
     const a = be.quantizeActivations(x, n, cols);
@@ -217,7 +217,10 @@ export function checkElementwise(be: Backend, siluTolerance: number): void {
   ties[0] = 127 * 2; // max 254 → s = 0.5, every x·s is k/4
   const a = be.quantizeActivations(ties, 1, ties.length), b = ref.quantizeActivations(ties, 1, ties.length);
   assert.ok(Buffer.from(a.q.buffer).equals(Buffer.from(b.q.buffer)));
-  for (const odd of [Float32Array.of(NaN, 1, Infinity, -3), Float32Array.of(1, 2, 3, 4, 5, 6, 7, -Infinity, 9, -3), Float32Array.of(1, 2, 3, 4, 5, 6, 7, 8, NaN)]) {
+  // the last two reach 16-column vector loops with NaN and ±Inf
+  const wide = (at: number[], v: number[]): Float32Array => { const r = Float32Array.from({ length: 21 }, (_, i) => i - 10); at.forEach((i, k) => { r[i] = v[k]!; }); return r; };
+  for (const odd of [Float32Array.of(NaN, 1, Infinity, -3), Float32Array.of(1, 2, 3, 4, 5, 6, 7, -Infinity, 9, -3), Float32Array.of(1, 2, 3, 4, 5, 6, 7, 8, NaN),
+    wide([5], [NaN]), wide([3, 17], [Infinity, -Infinity])]) {
     const got = be.quantizeActivations(odd, 1, odd.length), want = ref.quantizeActivations(odd, 1, odd.length);
     assert.deepEqual([...got.q], [...want.q]);
     assert.ok(Object.is(got.scales[0], want.scales[0]), `${got.scales[0]} vs ${want.scales[0]}`);
