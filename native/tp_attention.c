@@ -344,18 +344,30 @@ static double softmax_weights_simd(float *scores, float max, int from, int pos) 
 /* The value pass in slabs of TP_ATT_SLAB columns whose accumulators stay in registers; per lane the
  * same madds in the same order as axpy_simd. 32 columns (eight accumulators): V8 gives wasm sixteen
  * vector registers on x64, and NEON's 64-column slabs spilled there (decode and prefill 15–20 %
- * slower); 16 columns measured the same as 32. */
+ * slower); 16 columns measured the same as 32. The relaxed module takes two keys a loop step (V8
+ * checks for interrupts on every iteration; 2–9 % faster than one key); the plain module, whose
+ * multiply and add are separate, ran 11–14 % slower so and keeps one key a step. */
 #define TP_ATT_SLAB 32
+__attribute__((always_inline))
+static inline void values_wasm_key(v128_t *acc, float weight, const float *v) {
+  const v128_t pv = wasm_f32x4_splat(weight);
+  for (int e = 0; e < TP_ATT_SLAB / 4; e++) acc[e] = TP_WASM_MADD(acc[e], pv, wasm_v128_load(v + 4 * e));
+}
+
 __attribute__((always_inline))
 static inline void values_wasm(float *o, const float *weights, const float *v0, size_t stride, int from, int pos, const int D) {
   for (int e0 = 0; e0 < D; e0 += TP_ATT_SLAB) {
     v128_t acc[TP_ATT_SLAB / 4];
     for (int e = 0; e < TP_ATT_SLAB / 4; e++) acc[e] = wasm_f32x4_splat(0);
-    for (int j = from; j <= pos; j++) {
-      const v128_t pv = wasm_f32x4_splat(weights[j]);
+    int j = from;
+#ifdef __wasm_relaxed_simd__
+    for (; j + 1 <= pos; j += 2) {
       const float *v = v0 + (size_t)j * stride + e0;
-      for (int e = 0; e < TP_ATT_SLAB / 4; e++) acc[e] = TP_WASM_MADD(acc[e], pv, wasm_v128_load(v + 4 * e));
+      values_wasm_key(acc, weights[j], v);
+      values_wasm_key(acc, weights[j + 1], v + stride);
     }
+#endif
+    for (; j <= pos; j++) values_wasm_key(acc, weights[j], v0 + (size_t)j * stride + e0);
     for (int e = 0; e < TP_ATT_SLAB / 4; e++) wasm_v128_store(o + e0 + 4 * e, acc[e]);
   }
 }
