@@ -1,7 +1,7 @@
 /*
  * Causal GQA attention over the KV cache, one (query token, head) pair per work item. Scores,
- * softmax weights (a vectorised exp) and the value sum use float32 lanes (AVX2 or NEON where
- * available); the softmax normaliser is a double.
+ * softmax weights (a vectorised exp) and the value sum use float32 lanes (AVX2, NEON or SIMD128
+ * where available); the softmax normaliser is a double.
  * A pair's arithmetic does not depend on how many tokens share the call, so KV-cached decoding
  * reproduces batched prefill exactly.
  */
@@ -11,7 +11,7 @@
 
 typedef struct {
   const float *q, *keys, *values;
-  float *out;
+  float *out, *scores; /* scores: `length` floats of scratch per chunk */
   int n, length, heads, kv_heads, head_dim, window, pairs_per_chunk;
 } att_ctx;
 
@@ -246,13 +246,141 @@ static inline void values_neon(float *o, const float *weights, const float *v0, 
 
 static void values64_simd(float *o, const float *weights, const float *v0, size_t stride, int from, int pos) { values_neon(o, weights, v0, stride, from, pos, 64); }
 static void values128_simd(float *o, const float *weights, const float *v0, size_t stride, int from, int pos) { values_neon(o, weights, v0, stride, from, pos, 128); }
+
+#elif defined(TP_WASM)
+/* The SIMD128 twins, in the NEON kernels' shape: two 4-lane chains per key (8 columns a step) then a
+ * scalar tail, alone or with three other keys. TP_WASM_MADD fuses only in the relaxed module, so the
+ * plain one's scores differ from it by rounding (the same function within one module). */
+static float hsum_wasm(v128_t v) {
+  return (wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1)) + (wasm_f32x4_extract_lane(v, 2) + wasm_f32x4_extract_lane(v, 3));
+}
+
+static float dot_simd(const float *a, const float *b, int d) {
+  v128_t acc0 = wasm_f32x4_splat(0), acc1 = acc0;
+  int i = 0;
+  for (; i + 8 <= d; i += 8) {
+    acc0 = TP_WASM_MADD(acc0, wasm_v128_load(a + i), wasm_v128_load(b + i));
+    acc1 = TP_WASM_MADD(acc1, wasm_v128_load(a + i + 4), wasm_v128_load(b + i + 4));
+  }
+  float s = hsum_wasm(wasm_f32x4_add(acc0, acc1));
+  for (; i < d; i++) s += a[i] * b[i];
+  return s;
+}
+
+static void dot4_simd(const float *a, const float *k0, size_t stride, int d, float *out) {
+  v128_t acc[4][2];
+  for (int j = 0; j < 4; j++) acc[j][0] = acc[j][1] = wasm_f32x4_splat(0);
+  int i = 0;
+  for (; i + 8 <= d; i += 8) {
+    const v128_t a0 = wasm_v128_load(a + i), a1 = wasm_v128_load(a + i + 4);
+    for (int j = 0; j < 4; j++) {
+      acc[j][0] = TP_WASM_MADD(acc[j][0], a0, wasm_v128_load(k0 + j * stride + i));
+      acc[j][1] = TP_WASM_MADD(acc[j][1], a1, wasm_v128_load(k0 + j * stride + i + 4));
+    }
+  }
+  for (int j = 0; j < 4; j++) {
+    float s = hsum_wasm(wasm_f32x4_add(acc[j][0], acc[j][1]));
+    for (int e = i; e < d; e++) s += a[e] * k0[j * stride + e];
+    out[j] = s;
+  }
+}
+
+static void axpy_simd(float *y, float a, const float *x, int d) {
+  const v128_t av = wasm_f32x4_splat(a);
+  int i = 0;
+  for (; i + 4 <= d; i += 4) wasm_v128_store(y + i, TP_WASM_MADD(wasm_v128_load(y + i), av, wasm_v128_load(x + i)));
+  for (; i < d; i++) y[i] += a * x[i];
+}
+
+/* exp(x) for x ≤ 0 in four lanes: the same reduction, polynomial and limits as exp_nonpos_avx2
+ * (f32x4.nearest rounds n to nearest even; NaN < −87 is false; n·0.693359375 is exact, so only the
+ * second reduction step and the polynomial round differently where they are not fused). r − n·c is
+ * written r + n·(−c), the same value fused or not. n is an integer in [−126, 0], so n + 1.5·2^23
+ * holds it in its low mantissa bits: one add and one subtract for its int32 (V8's i32x4.trunc_sat is a
+ * long sequence); with pmax this made prefill 3–4 % faster, results unchanged. */
+static v128_t exp_nonpos_wasm(v128_t x) {
+  const v128_t tiny = wasm_f32x4_lt(x, wasm_f32x4_splat(-87.0f));
+  x = wasm_f32x4_pmax(x, wasm_f32x4_splat(-87.0f)); /* x < −87 ? −87 : x, so NaN stays; one maxps in V8 */
+  const v128_t n = wasm_f32x4_nearest(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504088896341f)));
+  v128_t r = TP_WASM_MADD(x, n, wasm_f32x4_splat(-0.693359375f));
+  r = TP_WASM_MADD(r, n, wasm_f32x4_splat(2.12194440e-4f));
+  v128_t p = wasm_f32x4_splat(1.9875691500e-4f);
+  p = TP_WASM_MADD(wasm_f32x4_splat(1.3981999507e-3f), p, r);
+  p = TP_WASM_MADD(wasm_f32x4_splat(8.3334519073e-3f), p, r);
+  p = TP_WASM_MADD(wasm_f32x4_splat(4.1665795894e-2f), p, r);
+  p = TP_WASM_MADD(wasm_f32x4_splat(1.6666665459e-1f), p, r);
+  p = TP_WASM_MADD(wasm_f32x4_splat(5.0000001201e-1f), p, r);
+  p = TP_WASM_MADD(wasm_f32x4_add(r, wasm_f32x4_splat(1.0f)), p, wasm_f32x4_mul(r, r));
+  const v128_t e = wasm_i32x4_shl(wasm_i32x4_sub(wasm_f32x4_add(n, wasm_f32x4_splat(12582912.0f)), wasm_i32x4_splat(0x4B400000 - 127)), 23);
+  return wasm_v128_andnot(wasm_f32x4_mul(p, e), tiny);
+}
+
+/* As softmax_weights_neon: four float lanes, four double lanes (lo: lanes 0–1, hi: 2–3); a partial
+ * last vector goes through a padded copy. */
+static double softmax_weights_simd(float *scores, float max, int from, int pos) {
+  const v128_t mv = wasm_f32x4_splat(max);
+  v128_t lo = wasm_f64x2_splat(0), hi = lo;
+  int j = from;
+  for (; j + 4 <= pos + 1; j += 4) {
+    const v128_t w = exp_nonpos_wasm(wasm_f32x4_sub(wasm_v128_load(scores + j), mv));
+    wasm_v128_store(scores + j, w);
+    lo = wasm_f64x2_add(lo, wasm_f64x2_promote_low_f32x4(w));
+    hi = wasm_f64x2_add(hi, wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(w, w, 2, 3, 2, 3)));
+  }
+  if (j <= pos) {
+    float tail[4] = { 0 };
+    for (int e = j; e <= pos; e++) tail[e - j] = scores[e];
+    wasm_v128_store(tail, exp_nonpos_wasm(wasm_f32x4_sub(wasm_v128_load(tail), mv)));
+    for (int e = j; e <= pos; e++) scores[e] = tail[e - j];
+    for (int e = pos + 1 - j; e < 4; e++) tail[e] = 0; /* padding lanes are not weights */
+    const v128_t w = wasm_v128_load(tail);
+    lo = wasm_f64x2_add(lo, wasm_f64x2_promote_low_f32x4(w));
+    hi = wasm_f64x2_add(hi, wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(w, w, 2, 3, 2, 3)));
+  }
+  const v128_t s = wasm_f64x2_add(lo, hi);
+  return wasm_f64x2_extract_lane(s, 0) + wasm_f64x2_extract_lane(s, 1);
+}
+
+/* The value pass in slabs of TP_ATT_SLAB columns whose accumulators stay in registers; per lane the
+ * same madds in the same order as axpy_simd. 32 columns (eight accumulators): V8 gives wasm sixteen
+ * vector registers on x64, and NEON's 64-column slabs spilled there (decode and prefill 15–20 %
+ * slower); 16 columns measured the same as 32. The relaxed module takes two keys a loop step (V8
+ * checks for interrupts on every iteration; 2–9 % faster than one key); the plain module, whose
+ * multiply and add are separate, ran 11–14 % slower so and keeps one key a step. */
+#define TP_ATT_SLAB 32
+__attribute__((always_inline))
+static inline void values_wasm_key(v128_t *acc, float weight, const float *v) {
+  const v128_t pv = wasm_f32x4_splat(weight);
+  for (int e = 0; e < TP_ATT_SLAB / 4; e++) acc[e] = TP_WASM_MADD(acc[e], pv, wasm_v128_load(v + 4 * e));
+}
+
+__attribute__((always_inline))
+static inline void values_wasm(float *o, const float *weights, const float *v0, size_t stride, int from, int pos, const int D) {
+  for (int e0 = 0; e0 < D; e0 += TP_ATT_SLAB) {
+    v128_t acc[TP_ATT_SLAB / 4];
+    for (int e = 0; e < TP_ATT_SLAB / 4; e++) acc[e] = wasm_f32x4_splat(0);
+    int j = from;
+#ifdef __wasm_relaxed_simd__
+    for (; j + 1 <= pos; j += 2) {
+      const float *v = v0 + (size_t)j * stride + e0;
+      values_wasm_key(acc, weights[j], v);
+      values_wasm_key(acc, weights[j + 1], v + stride);
+    }
+#endif
+    for (; j <= pos; j++) values_wasm_key(acc, weights[j], v0 + (size_t)j * stride + e0);
+    for (int e = 0; e < TP_ATT_SLAB / 4; e++) wasm_v128_store(o + e0 + 4 * e, acc[e]);
+  }
+}
+
+static void values64_simd(float *o, const float *weights, const float *v0, size_t stride, int from, int pos) { values_wasm(o, weights, v0, stride, from, pos, 64); }
+static void values128_simd(float *o, const float *weights, const float *v0, size_t stride, int from, int pos) { values_wasm(o, weights, v0, stride, from, pos, 128); }
 #endif
 
 static void att_chunk(void *p, int chunk) {
   const att_ctx *k = p;
   const int simd = tp_has_simd(), d = k->head_dim, group = k->heads / k->kv_heads, kv_stride = k->kv_heads * d;
   const float scale = (float)(1.0 / sqrt((double)d));
-  float *scores = malloc(sizeof(float) * (size_t)k->length);
+  float *scores = k->scores + (size_t)chunk * k->length;
   const int total = k->n * k->heads;
   for (int pair = chunk * k->pairs_per_chunk; pair < total && pair < (chunk + 1) * k->pairs_per_chunk; pair++) {
     const int i = pair / k->heads, h = pair % k->heads;
@@ -262,7 +390,7 @@ static void att_chunk(void *p, int chunk) {
     const size_t ko = (size_t)(h / group) * d;
     float max = -INFINITY;
     int j = from;
-#if defined(TP_X86) || defined(TP_ARM64)
+#if defined(TP_X86) || defined(TP_ARM64) || defined(TP_WASM)
     if (simd) {
       for (; j + 4 <= pos + 1; j += 4) {
         dot4_simd(q, k->keys + (size_t)j * kv_stride + ko, (size_t)kv_stride, d, scores + j);
@@ -272,7 +400,7 @@ static void att_chunk(void *p, int chunk) {
 #endif
     for (; j <= pos; j++) {
       const float *key = k->keys + (size_t)j * kv_stride + ko;
-#if defined(TP_X86) || defined(TP_ARM64)
+#if defined(TP_X86) || defined(TP_ARM64) || defined(TP_WASM)
       const float s = (simd ? dot_simd(q, key, d) : dot_portable(q, key, d)) * scale;
 #else
       const float s = dot_portable(q, key, d) * scale;
@@ -283,7 +411,7 @@ static void att_chunk(void *p, int chunk) {
     float *o = k->out + (size_t)pair * d;
     const float *v0 = k->values + ko;
     double sum = 0;
-#if defined(TP_X86) || defined(TP_ARM64)
+#if defined(TP_X86) || defined(TP_ARM64) || defined(TP_WASM)
     if (simd) {
       sum = softmax_weights_simd(scores, max, from, pos);
       if (d == 64) values64_simd(o, scores, v0, (size_t)kv_stride, from, pos);
@@ -305,12 +433,19 @@ static void att_chunk(void *p, int chunk) {
     const float inv = (float)(1.0 / sum);
     for (int e = 0; e < d; e++) o[e] *= inv;
   }
-  free(scores);
 }
 
+/* The chunks' score rows are one allocation per call (fewer than 8·threads chunks of `length` floats):
+ * in the wasm module, decode and prefill ran 7–10 % faster so than with a row allocated by each chunk,
+ * on 1 and 2 threads. Not for the allocator's sake (malloc + free measured 4–20 ns, and a row on the
+ * chunk's stack was as slow as malloc): the code V8 makes of att_chunk differs; the cause is not
+ * pinned down. */
 void tp_attention(const float *q, int n, const float *keys, const float *values, int length, int heads, int kv_heads, int head_dim, int window, float *out) {
-  att_ctx k = { q, keys, values, out, n, length, heads, kv_heads, head_dim, window, 1 };
+  att_ctx k = { q, keys, values, out, NULL, n, length, heads, kv_heads, head_dim, window, 1 };
   const int pairs = n * heads, threads = tp_pool_threads();
   k.pairs_per_chunk = pairs / (4 * threads) > 1 ? pairs / (4 * threads) : 1;
-  tp_pool_run(att_chunk, &k, (pairs + k.pairs_per_chunk - 1) / k.pairs_per_chunk);
+  const int chunks = (pairs + k.pairs_per_chunk - 1) / k.pairs_per_chunk;
+  k.scores = malloc(sizeof(float) * (size_t)chunks * (size_t)length);
+  tp_pool_run(att_chunk, &k, chunks);
+  free(k.scores);
 }
