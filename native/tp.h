@@ -119,7 +119,9 @@ typedef struct {
 void tp_int8_q8(const tp_int8 *w, const int8_t *x, int n, const float *sx, const float *bias, float *out);
 
 /* ---- float weights (tp_float.c) ---- */
-enum { TP_F32 = 0, TP_F16 = 1, TP_BF16 = 2 };
+/* TP_F16_FINITE: f16 weights the caller has found free of Inf and NaN; the same results as TP_F16,
+ * which only the wasm kernel computes in fewer steps (tp_float.c, f16x8_wasm). */
+enum { TP_F32 = 0, TP_F16 = 1, TP_BF16 = 2, TP_F16_FINITE = 3 };
 void tp_float_matmul(int dtype, const void *w, int rows, int cols, const float *x, int n, const float *bias, float *out);
 /* Streaming read of `bytes` with the pool's threads; returns GB/s (best of `reps`). Not in the wasm
  * module (it has no clock; the benchmark's roofline uses the addon's reading). */

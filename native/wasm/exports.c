@@ -48,10 +48,18 @@ void int8_q8(const int8_t *q8w, int rows, int cols, const float *scales, const i
   tp_int8_q8(&w, q, n, sx, bias, out);
 }
 
-/* dtype 0 f32, 1 f16, 2 bf16. */
+/* dtype 0 f32, 1 f16, 2 bf16, 3 f16 without Inf/NaN (checked by f16_finite once per weight). */
 EXPORT(float_matmul)
 void float_matmul(int dtype, const void *w, int rows, int cols, const float *x, int n, const float *bias, float *out) {
   tp_float_matmul(dtype, w, rows, cols, x, n, bias, out);
+}
+
+/* 1 when none of the count f16 values at h is Inf or NaN (exponent 31). */
+EXPORT(f16_finite)
+int f16_finite(const uint16_t *h, size_t count) {
+  uint16_t top = 0;
+  for (size_t i = 0; i < count; i++) top = (uint16_t)(h[i] << 1) > top ? (uint16_t)(h[i] << 1) : top;
+  return top < 0xf800; /* 2·|h| below 2·0x7c00 */
 }
 
 EXPORT(attention)

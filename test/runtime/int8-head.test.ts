@@ -259,11 +259,11 @@ for (const variant of ['simd', 'relaxed'] as const) {
 
     int8MatchesReference(() => wasm, (t) => { wasm.threads = t; }, variant.length + 11);
 
-    it('holds the weights padded to 32 columns and refuses float activations, lookups, short buffers and over-wide rows', () => {
+    it('holds the weights padded to 64 columns and refuses float activations, lookups, short buffers and over-wide rows', () => {
       const { w, x } = randomCase(rng(4), 3, 65, 2);
       const prepared = wasm.prepare(w);
       assert.equal(prepared.kind, 'int8');
-      assert.equal(prepared.byteLength, 3 * 96 + 3 * 4);
+      assert.equal(prepared.byteLength, 3 * 128 + 3 * 4); // TP_INT8_ALIGN
       assert.throws(() => wasm.matmul(prepared, new Float32Array(130), 2), /needs matmulQ8/);
       assert.throws(() => wasm.gatherRows(prepared, [0]), /is int8/);
       assert.throws(() => wasm.matmulQ8(prepared, { ...x, q: x.q.subarray(0, 100) }), RangeError);

@@ -56,7 +56,7 @@ for (const variant of ['simd', 'relaxed'] as const) {
       }
     });
 
-    it('f16 matmul: activations too large to carry the 2^112 factor take the other path with the same bits per token', () => {
+    it('f16 matmul: the same bits per token whether the 2^112 factor goes onto the activations, onto the weights (activations too large to carry it) or a weight holding Inf takes the exact widening', () => {
       const rand = rng(43);
       const rows = 70, cols = 300;
       const w = randomFloats(rand, rows * cols);
@@ -69,6 +69,13 @@ for (const variant of ['simd', 'relaxed'] as const) {
       assert.ok(sameBits(both.subarray(0, rows), wasm.matmul(ww, x.subarray(0, cols), 1)), 'token 0 alone vs next to an overflowing token');
       const dense = ref.gatherRows(rw, Array.from({ length: rows }, (_, r) => r));
       assertClose(both, ref.matmul(rw, x, 2), magnitudes(dense, rows, cols, x, 2), 2e-6, 'large activations');
+      const inf = w.slice();
+      inf[5] = Infinity; // row 0
+      const exact = wasm.matmul(wasm.prepare({ ...src, bytes: fromFloat32(inf, 'F16') }), x, 2);
+      for (let i = 0; i < 2; i++) {
+        assert.ok(sameBits(exact.subarray(i * rows + 1, (i + 1) * rows), both.subarray(i * rows + 1, (i + 1) * rows)), `token ${i}: rows without Inf, exact widening vs finite`);
+      }
+      assert.ok(!Number.isFinite(exact[0]!) && !Number.isFinite(exact[rows]!), 'the row holding Inf');
     });
 
     it('a KV cache that grows, and several caches side by side, stay in step with the reference', () => {

@@ -53,6 +53,7 @@ interface WasmExports extends WasmAllocator {
   int8_stride(cols: number): number;
   int8_q8(w: number, rows: number, cols: number, scales: number, q: number, n: number, sx: number, bias: number, out: number): void;
   float_matmul(dtype: number, w: number, rows: number, cols: number, x: number, n: number, bias: number, out: number): void;
+  f16_finite(h: number, count: number): number;
   attention(q: number, n: number, keys: number, values: number, length: number, heads: number, kvHeads: number, headDim: number,
     window: number, out: number): void;
   quantize(x: number, n: number, cols: number, q: number, scales: number): void;
@@ -102,6 +103,8 @@ export function wasmUnavailableReason(variant: WasmVariant = 'simd'): string | n
 const BLOCK_COLS = 128;
 const BLOCK_BYTES = 32;
 const FLOAT_CODES = { F32: 0, F16: 1, BF16: 2 } as const;
+/** float_matmul's code for f16 weights without Inf/NaN (tp.h's TP_F16_FINITE: widened in fewer steps, native/tp_float.c). */
+const F16_FINITE = 3;
 const SCALE_MODES = { tensor: 0, channel: 1, group: 2 } as const;
 /** Pages the module declares (build.sh: --initial-memory=262144, --max-memory=4 GiB). */
 const INITIAL_PAGES = 4;
@@ -109,7 +112,7 @@ const MAX_PAGES = 65536;
 /** Widest int8 row: |Σ w·x| ≤ 127·128·cols must stay below 2^31 (native/tp_int8.c sums in int32; tp.h's TP_INT8_MAX_COLS). */
 const INT8_MAX_COLS = 131072;
 
-interface WasmFloatWeight extends PreparedWeight { kind: 'float'; dtype: FloatDType; ptr: number }
+interface WasmFloatWeight extends PreparedWeight { kind: 'float'; dtype: FloatDType; ptr: number; code: number }
 interface WasmTernaryWeight extends PreparedWeight { kind: 'ternary'; codes: number; scales: number; scaleMode: number; groupSize: number }
 /** Int8 rows zero padded to `stride` columns (int8_stride) at `q`, and one float32 scale per row. */
 interface WasmInt8Weight extends PreparedWeight { kind: 'int8'; q: number; stride: number; scales: number }
@@ -219,7 +222,9 @@ export class WasmBackend implements Backend {
     const { name, rows, cols } = weight;
     if (weight.kind === 'int8') return this.prepareInt8(weight);
     if (weight.kind === 'float') {
-      return { name, kind: 'float', rows, cols, dtype: weight.dtype, ptr: this.put(weight.bytes), byteLength: weight.bytes.byteLength } as WasmFloatWeight;
+      const ptr = this.put(weight.bytes);
+      const code = weight.dtype === 'F16' && this.ex.f16_finite(ptr, rows * cols) ? F16_FINITE : FLOAT_CODES[weight.dtype];
+      return { name, kind: 'float', rows, cols, dtype: weight.dtype, ptr, code, byteLength: weight.bytes.byteLength } as WasmFloatWeight;
     }
     const need = packedByteLength(weight.packing, rows * cols);
     if (weight.packed.length < need) throw new TritpackError(`${name}: ${weight.packing} data holds ${weight.packed.length} bytes, [${rows}, ${cols}] needs ${need}`);
@@ -264,7 +269,7 @@ export class WasmBackend implements Backend {
       const xp = put(x.subarray(0, n * cols));
       const bp = bias ? put(bias) : 0;
       const op = alloc(n * rows * 4);
-      if (weight.kind === 'float') this.ex.float_matmul(FLOAT_CODES[weight.dtype], weight.ptr, rows, cols, xp, n, bp, op);
+      if (weight.kind === 'float') this.ex.float_matmul(weight.code, weight.ptr, rows, cols, xp, n, bp, op);
       else this.ex.ternary_f32(weight.codes, rows, cols, weight.scales, weight.scaleMode, weight.groupSize, xp, n, bp, op);
       out.set(this.floats(op, n * rows));
       return out;
