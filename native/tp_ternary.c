@@ -7,12 +7,22 @@
  * Σ x is computed once per token and group. Sums are int32 and exact; the float combination
  * afterwards repeats the reference backend's double-precision steps in the same order.
  * AArch64 does the same sums with NEON: SDOT where the CPU has it, widening multiplies otherwise.
+ * WebAssembly (TP_WASM) with SIMD128: codes widened to int16 meet int16 activations in i32x4.dot_i16x8;
+ * with relaxed SIMD, the i8 × i7 dot on int8 activations.
  */
 #include "tp.h"
 #include <stdlib.h>
 #include <string.h>
 
 #define TOKEN_TILE 64   /* tokens whose activations stay in L2 while a chunk of rows passes over them */
+
+/* Activations as the integer kernels read them: int8, except plain SIMD128, which has no 8-bit
+ * multiply-add and takes them widened to int16 (i32x4.dot_i16x8_s does the products). */
+#if defined(TP_WASM) && !defined(__wasm_relaxed_simd__)
+typedef int16_t act_t;
+#else
+typedef int8_t act_t;
+#endif
 
 static inline int code_at(const uint8_t *row, int c) {
   return (row[(c >> 7) * TP_BLOCK_BYTES + (c & 31)] >> (2 * ((c >> 5) & 3))) & 3;
@@ -23,7 +33,7 @@ static inline int code_at(const uint8_t *row, int c) {
 
 typedef struct {
   const tp_ternary *w;
-  const int8_t *x;      /* n × xcols, zero padded */
+  const act_t *x;       /* n × xcols, zero padded */
   const int8_t *xp;     /* the same permuted for dot_vnni, or NULL when it is not used */
   int xcols, n, groups, blocks_per_group, simd, dotprod;
   const int32_t *xsum;  /* n × groups: Σ q over each group's real columns */
@@ -250,10 +260,108 @@ static inline void dot_simd(const q8_ctx *k, const uint8_t *row, int token, int 
   else if (N == 4) dot4_sdot(row, x, k->xcols, b0, b1, out);
   else dot1_sdot(row, x, b0, b1, out);
 }
+
+#elif defined(TP_WASM)
+/*
+ * SIMD128. A block is two 16-byte halves; plane k of half h, (v >> 2k) & 3, holds the codes of
+ * columns 32k + 16h + 0..15 of the block. The shift is a 16-bit one (i16x8.shr_u): the & 3 keeps only
+ * bits of the same byte, and V8 emulates 8-bit shifts on x64 with several instructions.
+ * The mask splat(3) is read through a volatile load: with a visible constant, clang proves the masked
+ * 16-bit shift equal to an 8-bit shift and emits i8x16.shr_u after all (V8 lowers it to a shift, a
+ * mask built in three instructions and an and, on every use).
+ */
+static const v128_t code_mask_storage = { 0x03030303, 0x03030303, 0x03030303, 0x03030303 };
+static inline v128_t code_mask(void) { return *(const volatile v128_t *)&code_mask_storage; }
+
+#ifdef __wasm_relaxed_simd__
+/*
+ * Relaxed SIMD multiplies i8 activations by i7 codes (0..2 are valid i7, so the result is
+ * deterministic) into i16 pair sums: |lane| ≤ 2·128·2 per product pair, ≤ 4096 per block; they are
+ * widened to i32 every 4 blocks at most (≤ 16384 < 2^15, exact). (The fused "…_add_s_i32x4" form is
+ * not used: clang 16 and Node 20's V8 disagree on its encoding.)
+ */
+__attribute__((always_inline))
+static inline void dot_wasm(const uint8_t *w, const act_t *x, size_t xs, int b0, int b1, int32_t *out, const int N) {
+  const v128_t mask = code_mask();
+  const act_t *xt[4];
+  v128_t acc[4];
+  for (int j = 0; j < N; j++) {
+    xt[j] = x + j * xs;
+    acc[j] = wasm_i32x4_splat(0);
+  }
+  for (int b = b0; b < b1;) {
+    const int end = b + 4 < b1 ? b + 4 : b1;
+    v128_t s[4];
+    for (int j = 0; j < N; j++) s[j] = wasm_i16x8_splat(0);
+    for (; b < end; b++) {
+      for (int h = 0; h < 2; h++) {
+        const v128_t v = wasm_v128_load(w + (size_t)b * TP_BLOCK_BYTES + 16 * h);
+        for (int p = 0; p < 4; p++) {
+          const v128_t c = wasm_v128_and(p ? wasm_u16x8_shr(v, 2 * p) : v, mask);
+          for (int j = 0; j < N; j++) {
+            const act_t *xb = xt[j] + (size_t)b * TP_BLOCK_COLS + 32 * p + 16 * h;
+            s[j] = wasm_i16x8_add(s[j], __builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8(wasm_v128_load(xb), c));
+          }
+        }
+      }
+    }
+    for (int j = 0; j < N; j++) acc[j] = wasm_i32x4_add(acc[j], wasm_i32x4_extadd_pairwise_i16x8(s[j]));
+  }
+  for (int j = 0; j < N; j++)
+    out[j] = wasm_i32x4_extract_lane(acc[j], 0) + wasm_i32x4_extract_lane(acc[j], 1) + wasm_i32x4_extract_lane(acc[j], 2) + wasm_i32x4_extract_lane(acc[j], 3);
+}
+#else
+/* Plain SIMD128: the codes of each plane are widened to int16 and i32x4.dot_i16x8_s takes them
+ * against the int16 activations (products ≤ 256, pair sums exact in int32). */
+__attribute__((always_inline))
+static inline void dot_wasm(const uint8_t *w, const act_t *x, size_t xs, int b0, int b1, int32_t *out, const int N) {
+  const v128_t mask = code_mask();
+  const act_t *xt[4];
+  v128_t acc[4];
+  for (int j = 0; j < N; j++) {
+    xt[j] = x + j * xs;
+    acc[j] = wasm_i32x4_splat(0);
+  }
+  for (int b = b0; b < b1; b++) {
+    for (int h = 0; h < 2; h++) {
+      const v128_t v = wasm_v128_load(w + (size_t)b * TP_BLOCK_BYTES + 16 * h);
+      for (int p = 0; p < 4; p++) {
+        const v128_t c = wasm_v128_and(p ? wasm_u16x8_shr(v, 2 * p) : v, mask);
+        const v128_t lo = wasm_u16x8_extend_low_u8x16(c), hi = wasm_u16x8_extend_high_u8x16(c);
+        for (int j = 0; j < N; j++) {
+          const act_t *xb = xt[j] + (size_t)b * TP_BLOCK_COLS + 32 * p + 16 * h;
+          acc[j] = wasm_i32x4_add(acc[j], wasm_i32x4_add(wasm_i32x4_dot_i16x8(lo, wasm_v128_load(xb)), wasm_i32x4_dot_i16x8(hi, wasm_v128_load(xb + 8))));
+        }
+      }
+    }
+  }
+  for (int j = 0; j < N; j++)
+    out[j] = wasm_i32x4_extract_lane(acc[j], 0) + wasm_i32x4_extract_lane(acc[j], 1) + wasm_i32x4_extract_lane(acc[j], 2) + wasm_i32x4_extract_lane(acc[j], 3);
+}
+#endif
+
+#define SIMD_ROWS /* SIMD128 is fixed when the module is built */
+
+/* The four-token dot: plain SIMD128's as a function of its own (inlined into q8_rows_simd, V8's code
+ * for it ran 64 tokens 20% slower, 16 vs 13 ms on 2048 × 2048), relaxed SIMD's inlined (3–8% faster
+ * than called). */
+#ifdef __wasm_relaxed_simd__
+#define DOT4_INLINE inline __attribute__((always_inline))
+#else
+#define DOT4_INLINE __attribute__((noinline))
+#endif
+static DOT4_INLINE void dot4_wasm(const uint8_t *w, const act_t *x, size_t xs, int b0, int b1, int32_t *out) { dot_wasm(w, x, xs, b0, b1, out, 4); }
+
+/* Σ c·x of N tokens (4, or 1) starting at `token`, blocks [b0, b1). */
+__attribute__((always_inline))
+static inline void dot_simd(const q8_ctx *k, const uint8_t *row, int token, int b0, int b1, int32_t *out, const int N) {
+  if (N == 4) dot4_wasm(row, k->x + (size_t)token * k->xcols, k->xcols, b0, b1, out);
+  else dot_wasm(row, k->x + (size_t)token * k->xcols, k->xcols, b0, b1, out, N);
+}
 #endif
 
 /* Portable: Σ c·x over columns [c0, c1) of one row. */
-static int32_t dot_scalar(const uint8_t *row, const int8_t *x, int c0, int c1) {
+static int32_t dot_scalar(const uint8_t *row, const act_t *x, int c0, int c1) {
   int32_t acc = 0;
   for (int c = c0; c < c1; c++) acc += code_at(row, c) * x[c];
   return acc;
@@ -264,7 +372,7 @@ static inline double group_term(const q8_ctx *k, int r, int g, int token, int32_
   return (double)(dot - k->xsum[(size_t)token * k->groups + g]) * (double)scale_of(k->w, r, g, k->groups);
 }
 
-#if defined(TP_X86) || defined(TP_ARM64)
+#if defined(TP_X86) || defined(TP_ARM64) || defined(TP_WASM)
 #define ROW_BLOCK 32
 
 /*
@@ -322,9 +430,9 @@ static void q8_rows_portable(const q8_ctx *k, int r0, int r1, int t0, int t1) {
   }
 }
 
-#if defined(TP_X86)
-/* Decode (one token, VNNI): each row's dot and its epilogue straight away, no staging buffers.
- * The same double steps in the same order as q8_rows_simd, so the same bits. */
+#if defined(TP_X86) || defined(TP_WASM)
+/* Decode (one token: VNNI on x86, any wasm module): each row's dot and its epilogue straight away, no
+ * staging buffers. The same double steps in the same order as q8_rows_simd, so the same bits. */
 static void q8_rows_decode(const q8_ctx *k, int r0, int r1) {
   const tp_ternary *w = k->w;
   const int nblocks = w->row_bytes / TP_BLOCK_BYTES;
@@ -334,7 +442,13 @@ static void q8_rows_decode(const q8_ctx *k, int r0, int r1) {
     double tot = 0;
     for (int g = 0; g < k->groups; g++) {
       const int b0 = g * k->blocks_per_group, b1 = b0 + k->blocks_per_group < nblocks ? b0 + k->blocks_per_group : nblocks;
-      const double term = group_term(k, r, g, 0, dot_vnni(row, k->xp, k->x, b0, b1));
+#if defined(TP_X86)
+      const int32_t dot = dot_vnni(row, k->xp, k->x, b0, b1);
+#else
+      int32_t dot;
+      dot_wasm(row, k->x, 0, b0, b1, &dot, 1);
+#endif
+      const double term = group_term(k, r, g, 0, dot);
       tot = g == 0 ? 0.0 + term : tot + term;
     }
     k->out[r] = (float)(tot / sx + (k->bias ? (double)k->bias[r] : 0.0));
@@ -347,10 +461,12 @@ static void q8_chunk(void *p, int chunk) {
   const int r0 = chunk * k->chunk_rows, r1 = r0 + k->chunk_rows < k->w->rows ? r0 + k->chunk_rows : k->w->rows;
 #if defined(TP_X86)
   if (k->n == 1 && k->xp) { q8_rows_decode(k, r0, r1); return; }
+#elif defined(TP_WASM)
+  if (k->n == 1 && k->simd) { q8_rows_decode(k, r0, r1); return; }
 #endif
   for (int t0 = 0; t0 < k->n; t0 += TOKEN_TILE) {
     const int t1 = t0 + TOKEN_TILE < k->n ? t0 + TOKEN_TILE : k->n;
-#if defined(TP_X86) || defined(TP_ARM64)
+#if defined(TP_X86) || defined(TP_ARM64) || defined(TP_WASM)
     if (k->simd) { q8_rows_simd(k, r0, r1, t0, t1); continue; }
 #endif
     q8_rows_portable(k, r0, r1, t0, t1);
@@ -377,15 +493,17 @@ void tp_ternary_q8(const tp_ternary *w, const int8_t *q, int n, const float *sx,
   const int vnni = simd && tp_has_avx512vnni() && (groups == 1 || bpg % 2 == 0);
   const int xcols = nblocks * TP_BLOCK_COLS;
   /* 64-byte aligned: an activation load must never straddle two cache lines */
-  const size_t xbytes = ((size_t)n * xcols + 63) / 64 * 64, sumbytes = (size_t)n * groups * sizeof(int32_t);
+  const size_t xbytes = ((size_t)n * xcols * sizeof(act_t) + 63) / 64 * 64, sumbytes = (size_t)n * groups * sizeof(int32_t);
   uint8_t *buf = scratch_get(xbytes * (vnni ? 2 : 1) + sumbytes);
-  int8_t *x = (int8_t *)buf, *xp = vnni ? (int8_t *)buf + xbytes : NULL;
+  act_t *x = (act_t *)buf;
+  int8_t *xp = vnni ? (int8_t *)buf + xbytes : NULL;
   int32_t *xsum = (int32_t *)(buf + xbytes * (vnni ? 2 : 1));
   for (int i = 0; i < n; i++) {
     const int8_t *qi = q + (size_t)i * w->cols;
-    int8_t *xi = x + (size_t)i * xcols;
-    memcpy(xi, qi, (size_t)w->cols);
-    memset(xi + w->cols, 0, (size_t)(xcols - w->cols));
+    act_t *xi = x + (size_t)i * xcols;
+    if (sizeof(act_t) == 1) memcpy(xi, qi, (size_t)w->cols); /* gcc leaves the loop a loop */
+    else for (int c = 0; c < w->cols; c++) xi[c] = qi[c];
+    memset(xi + w->cols, 0, (size_t)(xcols - w->cols) * sizeof(act_t));
     for (int g = 0; g < groups; g++) {
       const int c1 = (g + 1) * w->group_size < w->cols ? (g + 1) * w->group_size : w->cols;
       int32_t sum = 0;
@@ -442,7 +560,7 @@ static float tdot_avx2(const uint8_t *w, const float *x, int b0, int b1) {
   h = _mm_add_ss(h, _mm_movehdup_ps(h));
   return _mm_cvtss_f32(h);
 }
-#define tdot_simd tdot_avx2
+#define tdot_blocks tdot_avx2
 
 #elif defined(TP_ARM64)
 /* Σ t·x over blocks [b0, b1) of one row: t = c − 1 widened to float32, four accumulators of 4 lanes. */
@@ -466,48 +584,121 @@ static float tdot_neon(const uint8_t *w, const float *x, int b0, int b1) {
   }
   return vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
 }
-#define tdot_simd tdot_neon
+#define tdot_blocks tdot_neon
 #endif
+
+#if defined(TP_X86) || defined(TP_ARM64)
+#define F32_TILE 1                    /* tokens per row pass: each token streams the row on its own */
+#define F32_GROUP_COLS TP_BLOCK_COLS  /* group sizes tdot_simd takes: whole blocks */
+
+/* d[t] = Σ t·x over columns [c0, c1) (c0 on a block, c1 the group's end) of token x + t·xs, t < T. */
+static inline void tdot_simd(const uint8_t *w, const float *x, size_t xs, const int T, int c0, int c1, float *d) {
+  for (int t = 0; t < T; t++) d[t] = tdot_blocks(w, x + t * xs, c0 / TP_BLOCK_COLS, (c1 + TP_BLOCK_COLS - 1) / TP_BLOCK_COLS);
+}
+
+#elif defined(TP_WASM)
+#define F32_TILE 4        /* tokens sharing each unpacked 16-column unit of a row */
+#define F32_GROUP_COLS 1  /* any group size: whole units in SIMD, the columns around them one by one */
+
+/*
+ * Four float32 chains of four lanes per token, fed one 16-column unit (unit u = columns 16u … 16u+15,
+ * which one 16-byte load holds) at a time in column order; a group's columns outside whole units
+ * are added one by one afterwards. The order depends only on the columns, never on T or the thread.
+ */
+
+/* t = c − 1 of unit u's sixteen columns as four f32x4 (columns 4j … 4j+3 of the unit in f[j]). */
+__attribute__((always_inline))
+static inline void unit_weights(const uint8_t *row, int u, v128_t f[4]) {
+  const v128_t v = wasm_v128_load(row + (size_t)(u >> 3) * TP_BLOCK_BYTES + 16 * (u & 1));
+  const v128_t t = wasm_i8x16_sub(wasm_v128_and(wasm_u16x8_shr(v, 2 * ((u >> 1) & 3)), code_mask()), wasm_i8x16_splat(1));
+  const v128_t lo = wasm_i16x8_extend_low_i8x16(t), hi = wasm_i16x8_extend_high_i8x16(t);
+  f[0] = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(lo));
+  f[1] = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_high_i16x8(lo));
+  f[2] = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(hi));
+  f[3] = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_high_i16x8(hi));
+}
+
+/* d[t] = Σ t·x over columns [c0, c1) of token x + t·xs, t < T; each unpacked unit serves all T tokens. */
+__attribute__((always_inline))
+static inline void tdot_simd(const uint8_t *row, const float *x, size_t xs, const int T, int c0, int c1, float *d) {
+  const int u0 = (c0 + 15) >> 4, head_end = 16 * u0 < c1 ? 16 * u0 : c1;
+  const int u1 = c1 >> 4 > u0 ? c1 >> 4 : u0, tail = 16 * u1 > head_end ? 16 * u1 : head_end;
+  v128_t acc[F32_TILE][4];
+  for (int t = 0; t < T; t++)
+    for (int j = 0; j < 4; j++) acc[t][j] = wasm_f32x4_splat(0);
+  for (int u = u0; u < u1; u++) {
+    v128_t f[4];
+    unit_weights(row, u, f);
+    for (int t = 0; t < T; t++)
+      for (int j = 0; j < 4; j++) acc[t][j] = TP_WASM_MADD(acc[t][j], f[j], wasm_v128_load(x + t * xs + 16 * u + 4 * j));
+  }
+  for (int t = 0; t < T; t++) {
+    const float *xt = x + t * xs;
+    const v128_t s = wasm_f32x4_add(wasm_f32x4_add(acc[t][0], acc[t][1]), wasm_f32x4_add(acc[t][2], acc[t][3]));
+    float sum = (wasm_f32x4_extract_lane(s, 0) + wasm_f32x4_extract_lane(s, 1)) + (wasm_f32x4_extract_lane(s, 2) + wasm_f32x4_extract_lane(s, 3));
+    for (int c = c0; c < head_end; c++) sum += (float)(code_at(row, c) - 1) * xt[c];
+    for (int c = tail; c < c1; c++) sum += (float)(code_at(row, c) - 1) * xt[c];
+    d[t] = sum;
+  }
+}
+#else
+#define F32_TILE 1
+#define F32_GROUP_COLS TP_BLOCK_COLS
+#endif
+
+/* Row r × tokens [i0, i0 + T): a sum per scale group, combined in double. */
+__attribute__((always_inline))
+static inline void f32_tile(const f32_ctx *k, int r, int i0, const int T) {
+  const tp_ternary *w = k->w;
+  const uint8_t *row = w->codes + (size_t)r * w->row_bytes;
+  const float *x = k->x + (size_t)i0 * k->xcols;
+  double tot[F32_TILE];
+  for (int t = 0; t < T; t++) tot[t] = 0;
+  for (int g = 0; g < k->groups; g++) {
+    const int c0 = g * w->group_size, c1 = c0 + w->group_size < w->cols ? c0 + w->group_size : w->cols;
+    double d[F32_TILE];
+#if defined(TP_X86) || defined(TP_ARM64) || defined(TP_WASM)
+    if (k->simd) {
+      float f[F32_TILE];
+      tdot_simd(row, x, k->xcols, T, c0, c1, f);
+      for (int t = 0; t < T; t++) d[t] = f[t];
+    } else
+#endif
+    {
+      for (int t = 0; t < T; t++) {
+        d[t] = 0;
+        for (int c = c0; c < c1; c++) d[t] += (double)(code_at(row, c) - 1) * x[t * k->xcols + c];
+      }
+    }
+    const double s = (double)scale_of(w, r, g, k->groups);
+    for (int t = 0; t < T; t++) tot[t] += d[t] * s;
+  }
+  const double b = k->bias ? (double)k->bias[r] : 0.0;
+  for (int t = 0; t < T; t++) k->out[(size_t)(i0 + t) * w->rows + r] = (float)(tot[t] + b);
+}
 
 static void f32_chunk(void *p, int chunk) {
   const f32_ctx *k = p;
-  const tp_ternary *w = k->w;
-  const int r0 = chunk * k->chunk_rows, r1 = r0 + k->chunk_rows < w->rows ? r0 + k->chunk_rows : w->rows;
-  const int nblocks = w->row_bytes / TP_BLOCK_BYTES, bpg = k->groups == 1 ? nblocks : w->group_size / TP_BLOCK_COLS;
+  const int r0 = chunk * k->chunk_rows, r1 = r0 + k->chunk_rows < k->w->rows ? r0 + k->chunk_rows : k->w->rows;
   for (int r = r0; r < r1; r++) {
-    const uint8_t *row = w->codes + (size_t)r * w->row_bytes;
-    const double b = k->bias ? (double)k->bias[r] : 0.0;
-    for (int i = 0; i < k->n; i++) {
-      const float *x = k->x + (size_t)i * k->xcols;
-      double tot = 0;
-      for (int g = 0; g < k->groups; g++) {
-        double d;
-#if defined(TP_X86) || defined(TP_ARM64)
-        if (k->simd) {
-          const int b0 = g * bpg, b1 = b0 + bpg < nblocks ? b0 + bpg : nblocks;
-          d = tdot_simd(row, x, b0, b1);
-        } else
-#endif
-        {
-          const int c0 = g * w->group_size, c1 = c0 + w->group_size < w->cols ? c0 + w->group_size : w->cols;
-          d = 0;
-          for (int c = c0; c < c1; c++) d += (double)(code_at(row, c) - 1) * x[c];
-        }
-        tot += d * (double)scale_of(w, r, g, k->groups);
-      }
-      k->out[(size_t)i * w->rows + r] = (float)(tot + b);
-    }
+    int i = 0;
+    if (F32_TILE > 1 && k->simd)
+      for (; i + F32_TILE <= k->n; i += F32_TILE) f32_tile(k, r, i, F32_TILE);
+    for (; i < k->n; i++) f32_tile(k, r, i, 1);
   }
 }
 
 void tp_ternary_f32(const tp_ternary *w, const float *x, int n, const float *bias, float *out) {
   const int groups = (w->cols + w->group_size - 1) / w->group_size;
-  const int xcols = w->row_bytes / TP_BLOCK_BYTES * TP_BLOCK_COLS;
+  /* Token rows 16 floats more than whole blocks apart: rows a multiple of 4 KiB apart (2048 columns)
+   * put a wasm tile's four token streams on the same L1 sets and 4 KiB alias (64 tokens of 2048 × 2048
+   * ran at times 1.3× slower, old kernel too); the addon measured the same either way. */
+  const int xcols = w->row_bytes / TP_BLOCK_BYTES * TP_BLOCK_COLS + 16;
   const size_t xbytes = ((size_t)n * xcols * sizeof(float) + 63) / 64 * 64;
   float *xp = aligned_alloc(64, xbytes);
   memset(xp, 0, xbytes);
   for (int i = 0; i < n; i++) memcpy(xp + (size_t)i * xcols, x + (size_t)i * w->cols, (size_t)w->cols * sizeof(float));
-  f32_ctx k = { w, xp, xcols, n, groups, tp_has_simd() && (groups == 1 || w->group_size % TP_BLOCK_COLS == 0), bias, out, 0 };
+  f32_ctx k = { w, xp, xcols, n, groups, tp_has_simd() && (groups == 1 || w->group_size % F32_GROUP_COLS == 0), bias, out, 0 };
   k.chunk_rows = tp_chunk_rows(w->rows, (size_t)w->row_bytes);
   tp_pool_run(f32_chunk, &k, (w->rows + k.chunk_rows - 1) / k.chunk_rows);
   free(xp);

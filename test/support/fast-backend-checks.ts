@@ -86,12 +86,17 @@ export function kernelsMatchReference(be: () => Backend): void {
     }
   }
 
-  it('matmulQ8 stays bit-identical at the activation extremes (q = −128 and 127 everywhere)', () => {
+  it('matmulQ8 stays bit-identical at the activation extremes (q = −128 and 127 everywhere), decode and prefill', () => {
     const rand = rng(7);
+    // rows of all +1 too: the largest partial sums a kernel keeps in 16-bit lanes (wasm's relaxed dot)
+    const ones = { ...ternarySource(rand, 40, 1000, 't2', 'channel'), packed: packTernary('t2', new Int8Array(40 * 1000).fill(1)) };
     for (const fill of [-128, 127]) {
-      const src = ternarySource(rand, 40, 1000, 't2', 'channel');
-      const q = { n: 5, cols: 1000, q: new Int8Array(5000).fill(fill), scales: randomFloats(rand, 5, 10).map(Math.abs) };
-      assert.ok(sameBits(be().matmulQ8(be().prepare(src), q), ref.matmulQ8(ref.prepare(src), q)));
+      for (const src of [ternarySource(rand, 40, 1000, 't2', 'channel'), ones]) {
+        for (const n of [1, 5]) {
+          const q = { n, cols: 1000, q: new Int8Array(n * 1000).fill(fill), scales: randomFloats(rand, n, 10).map(Math.abs) };
+          assert.ok(sameBits(be().matmulQ8(be().prepare(src), q), ref.matmulQ8(ref.prepare(src), q)), `fill ${fill} n=${n}`);
+        }
+      }
     }
   });
 
