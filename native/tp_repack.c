@@ -2,7 +2,7 @@
  * Repacking tritpack's stored ternary packings (t2, t158) into the i2x128 compute layout (see tp.h).
  * Plain C over tp.h's pool, without SIMD intrinsics or a libc beyond memcpy/memset: the WebAssembly
  * module compiles this same file (native/wasm/build.sh; its pool provides tp_pool_run and
- * tp_chunk_rows, native/wasm/tp_shim.c).
+ * tp_chunk_rows, native/wasm/pool.c).
  */
 #include "tp.h"
 #include <limits.h>

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Rebuilds native/wasm/tritpack.wasm and tritpack-relaxed.wasm (committed, so users need no compiler)
 # from the addon's kernel files (native/tp_*.c, which carry a SIMD128 path beside AVX2 and NEON) and
-# the module's platform layer here: pool.c (worker pool in linear memory), tp_shim.c (tp.h's pool and
-# feature API over it), libc.c + include/ (the libc subset the kernels use), exports.c (the exports).
+# the module's platform layer here: pool.c (tp.h's pool over worker instances, in linear memory),
+# features.c (tp.h's CPU-feature API), libc.c + include/ (the libc subset the kernels use), exports.c.
 # Needs clang and wasm-ld 16 or newer (Debian 12: apt-get install clang-16 lld-16).
 # Threads: the memory is imported and shared (--shared-memory: data segments are passive and copied
 # once, by the first instance, in __wasm_init_memory); __stack_pointer is exported so that each
@@ -16,7 +16,7 @@ build() { # output, extra flags
     -Wl,--no-entry -Wl,--import-memory -Wl,--shared-memory -Wl,--max-memory=4294967296 -Wl,--initial-memory=262144 \
     -Wl,-z,stack-size=65536 -Wl,--export=__heap_base -Wl,--export=__stack_pointer -Wl,--strip-all \
     -Iinclude \
-    -o "$1" pool.c tp_shim.c libc.c exports.c \
+    -o "$1" pool.c features.c libc.c exports.c \
     ../tp_repack.c ../tp_ternary.c ../tp_int8.c ../tp_float.c ../tp_attention.c ../tp_elementwise.c
   echo "wrote native/wasm/$1 ($(wc -c < "$1") bytes)"
 }

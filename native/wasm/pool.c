@@ -1,5 +1,6 @@
 /*
- * The worker pool, all in linear memory: no message per call. Workers (node:worker_threads, each
+ * tp.h's thread pool for the module (tp_pool_run, tp_pool_threads, tp_chunk_rows; the addon's is
+ * tp_pool.c), all in linear memory: no message per call. Workers (node:worker_threads, each
  * with its own instance of this module on the shared memory and its own stack) sit in worker_loop.
  * A job is published by bumping `gen`; its chunks are handed out by one 64-bit ticket
  * (generation << 32 | next chunk) advanced by compare-and-swap, so a worker that arrives late, or
@@ -9,6 +10,7 @@
  * The caller takes chunks itself and does not wait for workers to arrive: a worker still starting
  * up (or descheduled) just finds no chunk left, so no call can hang on a missing worker.
  */
+#include "../tp.h"
 #include "tp_wasm.h"
 
 #define SEQ __ATOMIC_SEQ_CST
@@ -25,40 +27,43 @@ static struct {
   int sleepers;        /* workers inside (or about to enter) atomic.wait on gen */
   int threads;         /* participants, caller included */
   int quit;
-  task_fn fn;
-  const void *ctx;
+  tp_task_fn fn;
+  void *ctx;
 } pool = { .threads = 1 };
 
 /* Participants from now on, the calling thread included (workers with a higher id stay idle). */
 EXPORT(set_threads)
 void set_threads(int threads) { __atomic_store_n(&pool.threads, threads < 1 ? 1 : threads, SEQ); }
 
-int pool_threads(void) { return __atomic_load_n(&pool.threads, SEQ); }
+int tp_pool_threads(void) { return __atomic_load_n(&pool.threads, SEQ); }
 
-int chunk_items(int items, int target) {
-  const int threads = pool.threads;
-  if (threads > 1 && items < target * threads * 4) target = (items + threads * 4 - 1) / (threads * 4);
+/* About 64 KiB of rows per chunk, as the addon, but fewer where the threads need more chunks to share. */
+int tp_chunk_rows(int rows, size_t row_bytes) {
+  const size_t bytes_target = row_bytes > 0 ? (64 * 1024) / row_bytes : (size_t)rows;
+  int target = bytes_target < 1 ? 1 : bytes_target > (size_t)rows ? rows : (int)bytes_target;
+  const int threads = tp_pool_threads();
+  if (threads > 1 && rows < target * threads * 4) target = (rows + threads * 4 - 1) / (threads * 4);
   return target < 1 ? 1 : target;
 }
 
 /* Takes chunks of job `gen` until none is left. fn/ctx/chunks are read after a successful CAS: the job
  * cannot have finished then (this thread holds one of its chunks), so they are that job's. */
-static void take_chunks(int gen, int tid) {
+static void take_chunks(int gen) {
   for (;;) {
     int64_t t = __atomic_load_n(&pool.ticket, SEQ);
     if ((int)(t >> 32) != gen) return;
     if ((int)(uint32_t)t >= __atomic_load_n(&pool.chunks, SEQ)) return; /* (a stale count only makes the CAS below fail) */
     if (!__atomic_compare_exchange_n(&pool.ticket, &t, t + 1, 0, SEQ, SEQ)) continue;
     const int chunks = pool.chunks;
-    pool.fn(pool.ctx, (int)(uint32_t)t, tid);
+    pool.fn(pool.ctx, (int)(uint32_t)t);
     if (__atomic_add_fetch(&pool.done, 1, SEQ) == chunks) __builtin_wasm_memory_atomic_notify(&pool.done, 1);
   }
 }
 
-void pool_run(task_fn fn, const void *ctx, int chunks) {
+void tp_pool_run(tp_task_fn fn, void *ctx, int chunks) {
   if (chunks <= 0) return;
   if (__atomic_load_n(&pool.threads, SEQ) <= 1 || chunks == 1) {
-    for (int c = 0; c < chunks; c++) fn(ctx, c, 0);
+    for (int c = 0; c < chunks; c++) fn(ctx, c);
     return;
   }
   const int gen = pool.gen + 1;
@@ -76,7 +81,7 @@ void pool_run(task_fn fn, const void *ctx, int chunks) {
   __atomic_store_n(&pool.gen, gen, SEQ);
   /* A worker increments sleepers before its wait checks gen (both seq_cst): either it sees the new gen or we see it. */
   if (__atomic_load_n(&pool.sleepers, SEQ) > 0) __builtin_wasm_memory_atomic_notify(&pool.gen, -1);
-  take_chunks(gen, 0);
+  take_chunks(gen);
   for (int spin = 0; __atomic_load_n(&pool.done, SEQ) != chunks; spin++) {
     if (spin < SPIN_POLLS) continue;
     const int d = __atomic_load_n(&pool.done, SEQ);
@@ -98,7 +103,7 @@ void worker_loop(int tid) {
     }
     if (__atomic_load_n(&pool.quit, SEQ)) return;
     seen = gen;
-    if (tid < __atomic_load_n(&pool.threads, SEQ)) take_chunks(gen, tid);
+    if (tid < __atomic_load_n(&pool.threads, SEQ)) take_chunks(gen);
   }
 }
 
