@@ -41,8 +41,8 @@ export interface TernaryWeightSource {
 
 /**
  * A float weight quantized to int8 per output row, once at load by `quantizeWeightRows`
- * (reference-backend.ts), the same TypeScript for every backend so that all of them hold the very
- * same q and s. Symmetric, in float32 as torch would compute it, mirroring the activations'
+ * (quantize-rows.ts: each row through quantizeActivations, which is bit-identical on every backend),
+ * so that all of them hold the very same q and s. Symmetric, in float32 as torch would compute it, mirroring the activations'
  * quantization (QuantizedActivations) except for the clamp:
  *   s_r = 127 / max(max_c |w_rc|, 1e-5),  q_rc = clamp(roundHalfEven(w_rc · s_r), −127, 127),
  * so W[r][c] ≈ q_rc / s_r. Opt-in only (it changes the numerics): the LM head with `lmHead: 'int8'`.

@@ -8,8 +8,7 @@
  * row decodes with one table lookup per byte; each row is decoded once per call and reused for
  * all n tokens. The model is never expanded to float weights.
  */
-import { TritpackError } from '../errors.js';
-import { dtypeByteSize, toFloat32, toFloat32Into } from '../formats/dtype.js';
+import { toFloat32 } from '../formats/dtype.js';
 import { unpackTernary } from '../formats/ternary.js';
 import type {
   AttentionShape, Backend, FloatWeightSource, Int8WeightSource, KvCache, PreparedWeight, QuantizedActivations, TernaryWeightSource, WeightSource,
@@ -220,36 +219,6 @@ function prepareFloat(w: FloatWeightSource): RefFloatWeight {
 
 function prepareInt8(w: Int8WeightSource): RefInt8Weight {
   return { name: w.name, kind: 'int8', rows: w.rows, cols: w.cols, q: w.q, scales: w.scales, byteLength: w.q.byteLength + w.scales.byteLength };
-}
-
-/**
- * A float weight quantized per output row to int8 (the contract is Int8WeightSource's, backend.ts):
- * the activations' recipe (quantizeActivations) applied to each weight row, clamped to ±127 so the
- * weight range is symmetric. Non-finite weights have no int8 form and are refused.
- */
-export function quantizeWeightRows(w: FloatWeightSource): Int8WeightSource {
-  const { rows, cols } = w;
-  const rowBytes = cols * dtypeByteSize(w.dtype);
-  const q = new Int8Array(rows * cols);
-  const scales = new Float32Array(rows);
-  const row = new Float32Array(cols);
-  for (let r = 0; r < rows; r++) {
-    toFloat32Into(w.bytes.subarray(r * rowBytes, (r + 1) * rowBytes), w.dtype, row);
-    let max = 0;
-    for (let c = 0; c < cols; c++) {
-      const a = Math.abs(row[c]!);
-      if (!(a < Infinity)) throw new TritpackError(`${w.name}: row ${r} holds ${row[c]}, which has no int8 form (an int8 LM head needs finite weights)`);
-      if (a > max) max = a;
-    }
-    const s = fround(127 / Math.max(max, EPS_ACT));
-    scales[r] = s;
-    const o = r * cols;
-    for (let c = 0; c < cols; c++) {
-      const v = roundHalfEven(fround(row[c]! * s));
-      q[o + c] = v < -127 ? -127 : v > 127 ? 127 : v;
-    }
-  }
-  return { kind: 'int8', name: w.name, rows, cols, q, scales };
 }
 
 /** out[i][r] = float(S / (s_r · s_x[i]) + bias) with S = Σ q_w·q exact (matmulQ8's int8 contract, backend.ts). */

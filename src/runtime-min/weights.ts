@@ -14,7 +14,7 @@ import { isTernaryEncoding } from '../formats/tpk.js';
 import { packTernary } from '../formats/ternary.js';
 import { ternarizeAbsmeanPacked } from '../converters/ternarize.js';
 import type { Backend, LmHeadPrecision, PreparedWeight, WeightSource } from './backend.js';
-import { quantizeWeightRows } from './reference-backend.js';
+import { quantizeWeightRows } from './quantize-rows.js';
 import type { ModelConfig } from './config.js';
 import type { LayerWeights, ModelWeights } from './model.js';
 import type { ModelSource, StoredTensor } from './sources.js';
@@ -164,12 +164,13 @@ function hfPackedBitNet(src: ModelSource, cfg: ModelConfig, name: string, rows: 
 
 /**
  * The LM head as an int8 weight (opt-in, `lmHead: 'int8'`): quantized per output row by the shared
- * quantizer, so every backend multiplies the same integers.
+ * quantizer (on the backend's activation quantizer, bit-identical everywhere), so every backend
+ * multiplies the same integers.
  */
-function int8Head(src: ModelSource, head: WeightSource): WeightSource {
+function int8Head(src: ModelSource, head: WeightSource, backend: Backend): WeightSource {
   if (head.kind !== 'float') throw new TritpackError(`${src.path}: an int8 LM head is made from float weights, but ${head.name} is stored as ${head.kind}`);
   try {
-    const int8 = quantizeWeightRows(head);
+    const int8 = quantizeWeightRows(head, backend);
     src.releaseBytes(head.bytes); // the float head is not read again (a tied embedding re-faults the rows it gathers)
     return int8;
   } catch (err) {
@@ -191,7 +192,7 @@ export function loadWeights(src: ModelSource, cfg: ModelConfig, backend: Backend
   const embed = backend.prepare(embedSource);
   const tied = names.lmHead === names.embed || names.lmHead === undefined;
   const headSource = tied ? embedSource : weightSource(src, cfg, names.lmHead!, cfg.vocabSize, cfg.hiddenSize, false);
-  const lmHead = options.lmHead === 'int8' ? backend.prepare(int8Head(src, headSource)) : tied ? embed : backend.prepare(headSource);
+  const lmHead = options.lmHead === 'int8' ? backend.prepare(int8Head(src, headSource, backend)) : tied ? embed : backend.prepare(headSource);
 
   const layers: LayerWeights[] = [];
   for (let l = 0; l < cfg.numLayers; l++) {

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { convertCheckpoint } from '../../src/converters/convert.js';
 import { fromFloat32, type FloatDType } from '../../src/formats/dtype.js';
 import { loadModel, ReferenceBackend, normalizeConfig, type Backend, type Int8WeightSource, type PreparedWeight, type QuantizedActivations } from '../../src/runtime-min/index.js';
-import { quantizeWeightRows } from '../../src/runtime-min/reference-backend.js';
+import { quantizeWeightRows } from '../../src/runtime-min/quantize-rows.js';
 import { loadNativeAddon, NativeBackend, nativeUnavailableReason } from '../../src/runtime-min/backends/native.js';
 import { WasmBackend, loadWasmModule } from '../../src/runtime-min/backends/wasm.js';
 import { Decoder } from '../../src/runtime-min/model.js';
@@ -56,12 +56,15 @@ function int8HeadLogits(w: Float32Array, rows: number, cols: number, x: Float32A
   return out;
 }
 
+/** The quantizer's definition runs on the reference backend's activation quantizer. */
+const REF = new ReferenceBackend();
+
 describe('runtime: int8 LM head, the shared weight quantizer', () => {
   it('rounds w·s half to even in float32 with s = 127 / max|row|, per row', () => {
     // row 0: max 127 → s = 1, so the values themselves are the ties; row 1: max 254 → s = 0.5
     const w = Float32Array.of(127, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5, -127, 3,
       254, 1, 3, 5, -1, -3, -5, 7, -254, 0.25);
-    const got = quantizeWeightRows(floatSource(w, 2, 10));
+    const got = quantizeWeightRows(floatSource(w, 2, 10), REF);
     assert.deepEqual([...got.scales], [1, 0.5]);
     assert.deepEqual([...got.q], [127, 0, 2, 2, 0, -2, -2, 126, -127, 3, 127, 0, 2, 2, 0, -2, -2, 4, -127, 0]);
     assert.equal(got.kind, 'int8');
@@ -69,7 +72,7 @@ describe('runtime: int8 LM head, the shared weight quantizer', () => {
   });
 
   it('a zero row gets s = 127 / 1e-5 and zero codes; a row of tiny values is scaled up from 1e-5 like activations', () => {
-    const got = quantizeWeightRows(floatSource(Float32Array.of(0, 0, 0, 5e-6, -2.5e-6, 1e-6), 2, 3));
+    const got = quantizeWeightRows(floatSource(Float32Array.of(0, 0, 0, 5e-6, -2.5e-6, 1e-6), 2, 3), REF);
     assert.deepEqual([...got.scales], [f(127 / f(1e-5)), f(127 / f(1e-5))]);
     assert.deepEqual([...got.q.subarray(0, 3)], [0, 0, 0]);
     assert.deepEqual([...got.q.subarray(3)], [halfEven(f(f(5e-6) * got.scales[1]!)), halfEven(f(f(-2.5e-6) * got.scales[1]!)), halfEven(f(f(1e-6) * got.scales[1]!))]);
@@ -80,20 +83,39 @@ describe('runtime: int8 LM head, the shared weight quantizer', () => {
     const ref = new ReferenceBackend();
     const rows = 7, cols = 333;
     const w = Float32Array.from({ length: rows * cols }, () => (rand() * 2 - 1) * 0.1);
-    const got = quantizeWeightRows(floatSource(w, rows, cols));
+    const got = quantizeWeightRows(floatSource(w, rows, cols), REF);
     const act = ref.quantizeActivations(w, rows, cols);
     assert.ok(sameBits(got.scales, act.scales));
     assert.deepEqual([...got.q], [...act.q]);
     for (const dtype of ['F16', 'BF16'] as const) {
       const widened = new ReferenceBackend().gatherRows(ref.prepare(floatSource(w, rows, cols, dtype)), Array.from({ length: rows }, (_, r) => r));
-      const a = quantizeWeightRows(floatSource(w, rows, cols, dtype)), b = quantizeWeightRows(floatSource(widened, rows, cols));
+      const a = quantizeWeightRows(floatSource(w, rows, cols, dtype), REF), b = quantizeWeightRows(floatSource(widened, rows, cols), REF);
       assert.ok(sameBits(a.scales, b.scales) && Buffer.from(a.q.buffer).equals(Buffer.from(b.q.buffer)), dtype);
     }
   });
 
   it('refuses non-finite weights, naming the tensor and row', () => {
     for (const bad of [NaN, Infinity, -Infinity]) {
-      assert.throws(() => quantizeWeightRows(floatSource(Float32Array.of(1, 2, 3, 4, bad, 6), 2, 3)), new RegExp(`lm_head\\.weight: row 1 holds ${bad}`));
+      assert.throws(() => quantizeWeightRows(floatSource(Float32Array.of(1, 2, 3, 4, bad, 6), 2, 3), REF), new RegExp(`lm_head\\.weight: row 1 holds ${bad}`));
+    }
+  });
+
+  it('gives the same q and s on the native and wasm backends, across widening slabs, and refuses a bad row past the first slab', function () {
+    const rand = rng(17);
+    const rows = 1100, cols = 2048; // 2.25M values: the quantizer widens 2M at a time
+    const w = Float32Array.from({ length: rows * cols }, () => (rand() * 2 - 1) * 0.05);
+    const want = quantizeWeightRows(floatSource(w, rows, cols, 'F16'), REF);
+    const backends: Backend[] = [];
+    if (addon) backends.push(new NativeBackend());
+    if (loadWasmModule()) backends.push(new WasmBackend({ threads: 2 }));
+    if (backends.length === 0) this.skip();
+    for (const be of backends) {
+      const got = quantizeWeightRows(floatSource(w, rows, cols, 'F16'), be);
+      assert.ok(sameBits(got.scales, want.scales) && Buffer.from(got.q.buffer).equals(Buffer.from(want.q.buffer)), be.name);
+      const bad = w.slice();
+      bad[1050 * cols + 7] = Infinity;
+      assert.throws(() => quantizeWeightRows(floatSource(bad, rows, cols), be), /lm_head\.weight: row 1050 holds Infinity/, be.name);
+      (be as { dispose?: () => void }).dispose?.();
     }
   });
 });
