@@ -5,7 +5,9 @@
 # features.c (tp.h's CPU-feature API), libc.c + include/ (the libc subset the kernels use), exports.c.
 # Needs clang and wasm-ld 16 or newer (Debian 12: apt-get install clang-16 lld-16).
 # Threads: the memory is imported and shared (--shared-memory: data segments are passive and copied
-# once, by the first instance, in __wasm_init_memory); __stack_pointer is exported so that each
+# once, by the first instance, in __wasm_init_memory). Stacks are 256 KiB (the caller's here, the workers'
+# in wasm-workers.ts): q8_rows_simd stages 24 KiB on it, and wasm has no guard page, so an overflow
+# would silently write over data. __stack_pointer is exported so that each
 # worker's instance gets its own stack.
 set -eu
 cd "$(dirname "$0")"
@@ -13,8 +15,8 @@ PATH=/usr/lib/llvm-16/bin:$PATH   # wasm-ld-16 as wasm-ld
 CLANG=${CLANG:-clang-16}
 build() { # output, extra flags
   "$CLANG" --target=wasm32 -O3 -msimd128 -mbulk-memory -matomics -nostdlib -ffp-contract=off -fuse-ld=lld "$2" \
-    -Wl,--no-entry -Wl,--import-memory -Wl,--shared-memory -Wl,--max-memory=4294967296 -Wl,--initial-memory=262144 \
-    -Wl,-z,stack-size=65536 -Wl,--export=__heap_base -Wl,--export=__stack_pointer -Wl,--strip-all \
+    -Wl,--no-entry -Wl,--import-memory -Wl,--shared-memory -Wl,--max-memory=4294967296 -Wl,--initial-memory=524288 \
+    -Wl,-z,stack-size=262144 -Wl,--export=__heap_base -Wl,--export=__stack_pointer -Wl,--strip-all \
     -Iinclude \
     -o "$1" pool.c features.c libc.c exports.c \
     ../tp_repack.c ../tp_ternary.c ../tp_int8.c ../tp_float.c ../tp_attention.c ../tp_elementwise.c

@@ -104,7 +104,7 @@ describe('runtime: wasm linear-memory allocator (native/wasm/libc.c)', function 
 
   it('hands out 64-byte aligned blocks, reuses merged holes, grows the memory and refuses what cannot fit', () => {
     const WA = (globalThis as unknown as { WebAssembly: { Memory: new (d: object) => WasmMemory; Instance: new (m: object, i: object) => { exports: unknown } } }).WebAssembly;
-    const memory = new WA.Memory({ initial: 4, maximum: 65536, shared: true });
+    const memory = new WA.Memory({ initial: 8, maximum: 65536, shared: true });
     const heap = new LinearHeap(new WA.Instance(loadWasmModule()!, wasmImports(memory)).exports as WasmAllocator);
     const a = heap.alloc(10), b = heap.alloc(100), c = heap.alloc(64);
     for (const at of [a, b, c]) assert.equal(at % 64, 0);

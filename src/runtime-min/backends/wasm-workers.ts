@@ -9,8 +9,9 @@
 import { Worker } from 'node:worker_threads';
 import type { LinearHeap, WasmMemory } from './wasm-heap.js';
 
-/** Bytes of stack per worker (the kernels keep a few vectors and a job context there). */
-const WORKER_STACK_BYTES = 64 << 10;
+/** Bytes of stack per worker, as the calling thread's (native/wasm/build.sh): the ternary kernel stages
+ * 24 KiB there, and wasm has no guard page to stop an overflow. */
+const WORKER_STACK_BYTES = 256 << 10;
 
 /** CommonJS, no loader hooks (execArgv is emptied): the worker only instantiates the module (with
  * wasm.ts's wasmImports: functions cannot travel in workerData) and loops. */

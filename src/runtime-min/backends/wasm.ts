@@ -106,8 +106,8 @@ const FLOAT_CODES = { F32: 0, F16: 1, BF16: 2 } as const;
 /** float_matmul's code for f16 weights without Inf/NaN (tp.h's TP_F16_FINITE: widened in fewer steps, native/tp_float.c). */
 const F16_FINITE = 3;
 const SCALE_MODES = { tensor: 0, channel: 1, group: 2 } as const;
-/** Pages the module declares (build.sh: --initial-memory=262144, --max-memory=4 GiB). */
-const INITIAL_PAGES = 4;
+/** Pages the module declares (build.sh: --initial-memory=524288, --max-memory=4 GiB). */
+const INITIAL_PAGES = 8;
 const MAX_PAGES = 65536;
 /** Widest int8 row: |Σ w·x| ≤ 127·128·cols must stay below 2^31 (native/tp_int8.c sums in int32; tp.h's TP_INT8_MAX_COLS). */
 const INT8_MAX_COLS = 131072;
