@@ -16,7 +16,7 @@ CLANG=${CLANG:-clang-16}
 build() { # output, extra flags
   "$CLANG" --target=wasm32 -O3 -msimd128 -mbulk-memory -matomics -nostdlib -ffp-contract=off -fuse-ld=lld "$2" \
     -Wl,--no-entry -Wl,--import-memory -Wl,--shared-memory -Wl,--max-memory=4294967296 -Wl,--initial-memory=524288 \
-    -Wl,-z,stack-size=262144 -Wl,--export=__heap_base -Wl,--export=__stack_pointer -Wl,--strip-all \
+    -Wl,-z,stack-size=262144 -Wl,--export=__stack_pointer -Wl,--strip-all \
     -Iinclude \
     -o "$1" pool.c features.c libc.c exports.c \
     ../tp_repack.c ../tp_ternary.c ../tp_int8.c ../tp_float.c ../tp_attention.c ../tp_elementwise.c
