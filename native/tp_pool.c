@@ -151,9 +151,16 @@ void tp_pool_run(tp_task_fn fn, void *ctx, int chunks) {
   pthread_mutex_unlock(&pool.owner);
 }
 
+/*
+ * Eight chunks per thread keep the split dynamic (a core that another process takes just does fewer);
+ * the byte cap only bounds chunks of very large matrices. It was 64 KiB: every chunk start is a fresh
+ * stream whose first TP_PREFETCH_AHEAD bytes come unprefetched, and with that many starts two threads
+ * streamed the synthetic TinyLlama's ternary weights at 26–30 GB/s; with 1 MiB, 31–34 (1 thread: the
+ * same; native/test harness, 5 alternating runs each).
+ */
 int tp_chunk_rows(int rows, size_t row_bytes) {
   int threads = tp_pool_threads();
-  size_t by_bytes = row_bytes > 0 ? (64 * 1024) / row_bytes : (size_t)rows;
+  size_t by_bytes = row_bytes > 0 ? (1024 * 1024) / row_bytes : (size_t)rows;
   int by_balance = rows / (8 * threads);
   int r = (int)(by_bytes < (size_t)by_balance ? by_bytes : (size_t)by_balance);
   return r < 1 ? 1 : r;

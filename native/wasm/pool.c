@@ -37,9 +37,9 @@ void set_threads(int threads) { __atomic_store_n(&pool.threads, threads < 1 ? 1 
 
 int tp_pool_threads(void) { return __atomic_load_n(&pool.threads, SEQ); }
 
-/* About 64 KiB of rows per chunk, as the addon, but fewer where the threads need more chunks to share. */
+/* About 1 MiB of rows per chunk, as the addon, but fewer where the threads need more chunks to share. */
 int tp_chunk_rows(int rows, size_t row_bytes) {
-  const size_t bytes_target = row_bytes > 0 ? (64 * 1024) / row_bytes : (size_t)rows;
+  const size_t bytes_target = row_bytes > 0 ? (1024 * 1024) / row_bytes : (size_t)rows;
   int target = bytes_target < 1 ? 1 : bytes_target > (size_t)rows ? rows : (int)bytes_target;
   const int threads = tp_pool_threads();
   if (threads > 1 && rows < target * threads * 4) target = (rows + threads * 4 - 1) / (threads * 4);
