@@ -152,6 +152,44 @@ static int32_t dot_vnni(const uint8_t *w, const int8_t *xp, const int8_t *x, int
   return s;
 }
 
+/*
+ * Decode, two adjacent rows at once: the same per-row sums as dot_vnni (so the same bits), but each
+ * permuted activation vector is loaded once for both rows and one pass's fixed costs (accumulator set-up,
+ * the final reductions overlapping the next rows' loads) are shared. On 512-byte rows (2048 columns)
+ * those costs rival the streaming itself: one thread streamed the synthetic TinyLlama's ternary weights
+ * at 25.2 GB/s against 22.9 row by row (two threads: the same, 34.5; 5 alternating runs of a C harness).
+ * The two rows are contiguous, one stream for the hardware prefetcher.
+ */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+static void dot_vnni2(const uint8_t *w0, const uint8_t *w1, const int8_t *xp, const int8_t *x, int b0, int b1, int32_t out[2]) {
+  const __m512i m0 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(12), m2 = _mm512_set1_epi8(48), m3 = _mm512_set1_epi8((char)192);
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+  int b = b0;
+  for (; b + 2 <= b1; b += 2) {
+    const uint8_t *wa = w0 + (size_t)b * TP_BLOCK_BYTES, *wb = w1 + (size_t)b * TP_BLOCK_BYTES;
+    const int8_t *xb = xp + (size_t)b * TP_BLOCK_COLS;
+    TP_PREFETCH(wa);
+    TP_PREFETCH(wb);
+    const __m512i v = _mm512_loadu_si512(wa), u = _mm512_loadu_si512(wb);
+    const __m512i x0 = _mm512_load_si512(xb), x1 = _mm512_load_si512(xb + 64), x2 = _mm512_load_si512(xb + 128), x3 = _mm512_load_si512(xb + 192);
+    a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(v, m0), x0);
+    a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(v, m1), x1);
+    a2 = _mm512_dpbusd_epi32(a2, _mm512_and_si512(v, m2), x2);
+    a3 = _mm512_dpbusd_epi32(a3, _mm512_and_si512(v, m3), x3);
+    c0 = _mm512_dpbusd_epi32(c0, _mm512_and_si512(u, m0), x0);
+    c1 = _mm512_dpbusd_epi32(c1, _mm512_and_si512(u, m1), x1);
+    c2 = _mm512_dpbusd_epi32(c2, _mm512_and_si512(u, m2), x2);
+    c3 = _mm512_dpbusd_epi32(c3, _mm512_and_si512(u, m3), x3);
+  }
+  /* plane k's lanes are multiples of 4^k (see dot_vnni) */
+  out[0] = _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, _mm512_srai_epi32(a1, 2)), _mm512_add_epi32(_mm512_srai_epi32(a2, 4), _mm512_srai_epi32(a3, 6))));
+  out[1] = _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c0, _mm512_srai_epi32(c1, 2)), _mm512_add_epi32(_mm512_srai_epi32(c2, 4), _mm512_srai_epi32(c3, 6))));
+  if (b < b1) { /* an odd last block */
+    out[0] += dot_vnni(w0, xp, x, b, b1);
+    out[1] += dot_vnni(w1, xp, x, b, b1);
+  }
+}
+
 /* xp for dot_vnni: for each pair of blocks (b, b+1) and plane k, the 32 activations of block b's
  * plane k followed by block b+1's. An odd last block is left out (dot_vnni reads it from x). */
 static void permute_pairs(const int8_t *x, int nblocks, int8_t *xp) {
@@ -437,7 +475,24 @@ static void q8_rows_decode(const q8_ctx *k, int r0, int r1) {
   const tp_ternary *w = k->w;
   const int nblocks = w->row_bytes / TP_BLOCK_BYTES;
   const double sx = (double)k->sx[0];
-  for (int r = r0; r < r1; r++) {
+  int r = r0;
+#if defined(TP_X86)
+  for (; r + 2 <= r1; r += 2) {
+    const uint8_t *row = w->codes + (size_t)r * w->row_bytes;
+    double tot[2] = { 0, 0 };
+    for (int g = 0; g < k->groups; g++) {
+      const int b0 = g * k->blocks_per_group, b1 = b0 + k->blocks_per_group < nblocks ? b0 + k->blocks_per_group : nblocks;
+      int32_t d[2];
+      dot_vnni2(row, row + w->row_bytes, k->xp, k->x, b0, b1, d);
+      for (int j = 0; j < 2; j++) {
+        const double term = group_term(k, r + j, g, 0, d[j]);
+        tot[j] = g == 0 ? 0.0 + term : tot[j] + term;
+      }
+    }
+    for (int j = 0; j < 2; j++) k->out[r + j] = (float)(tot[j] / sx + (k->bias ? (double)k->bias[r + j] : 0.0));
+  }
+#endif
+  for (; r < r1; r++) { /* the last row of an odd count; every row on wasm */
     const uint8_t *row = w->codes + (size_t)r * w->row_bytes;
     double tot = 0;
     for (int g = 0; g < k->groups; g++) {
