@@ -103,6 +103,12 @@ static inline void dot_avx2(const uint8_t *w, const int8_t *x, size_t xs, int b0
  * last block is done with the 256-bit form on the unpermuted activations. One and + one dot per
  * 16 bytes of weights keeps a core streaming near DRAM speed.
  */
+/* Σ c·x from the four plane accumulators: plane k's lanes are multiples of 4^k, divided exactly. */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"), always_inline))
+static inline int32_t planes_total(__m512i a0, __m512i a1, __m512i a2, __m512i a3) {
+  return _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, _mm512_srai_epi32(a1, 2)), _mm512_add_epi32(_mm512_srai_epi32(a2, 4), _mm512_srai_epi32(a3, 6))));
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 static int32_t dot_vnni(const uint8_t *w, const int8_t *xp, const int8_t *x, int b0, int b1) {
   const __m512i m0 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(12), m2 = _mm512_set1_epi8(48), m3 = _mm512_set1_epi8((char)192);
@@ -132,11 +138,7 @@ static int32_t dot_vnni(const uint8_t *w, const int8_t *xp, const int8_t *x, int
     a3 = _mm512_dpbusd_epi32(a3, _mm512_and_si512(v, m3), _mm512_load_si512(xb + 192));
     b += 2;
   }
-  a0 = _mm512_add_epi32(a0, e0);
-  a1 = _mm512_srai_epi32(_mm512_add_epi32(a1, e1), 2);
-  a2 = _mm512_srai_epi32(_mm512_add_epi32(a2, e2), 4);
-  a3 = _mm512_srai_epi32(_mm512_add_epi32(a3, e3), 6);
-  int32_t s = _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
+  int32_t s = planes_total(_mm512_add_epi32(a0, e0), _mm512_add_epi32(a1, e1), _mm512_add_epi32(a2, e2), _mm512_add_epi32(a3, e3));
   if (b < b1) {
     const __m256i m = _mm256_set1_epi8(3), v = _mm256_loadu_si256((const __m256i *)(w + (size_t)b * TP_BLOCK_BYTES));
     const int8_t *xb = x + (size_t)b * TP_BLOCK_COLS;
@@ -181,9 +183,8 @@ static void dot_vnni2(const uint8_t *w0, const uint8_t *w1, const int8_t *xp, co
     c2 = _mm512_dpbusd_epi32(c2, _mm512_and_si512(u, m2), x2);
     c3 = _mm512_dpbusd_epi32(c3, _mm512_and_si512(u, m3), x3);
   }
-  /* plane k's lanes are multiples of 4^k (see dot_vnni) */
-  out[0] = _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, _mm512_srai_epi32(a1, 2)), _mm512_add_epi32(_mm512_srai_epi32(a2, 4), _mm512_srai_epi32(a3, 6))));
-  out[1] = _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c0, _mm512_srai_epi32(c1, 2)), _mm512_add_epi32(_mm512_srai_epi32(c2, 4), _mm512_srai_epi32(c3, 6))));
+  out[0] = planes_total(a0, a1, a2, a3);
+  out[1] = planes_total(c0, c1, c2, c3);
   if (b < b1) { /* an odd last block */
     out[0] += dot_vnni(w0, xp, x, b, b1);
     out[1] += dot_vnni(w1, xp, x, b, b1);
